@@ -1,0 +1,1 @@
+"""LagerNVS: real-time feed-forward novel view synthesis."""

@@ -1,0 +1,44 @@
+"""Shared pytest configuration: where the reference fixtures live, CPU determinism."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+def reference_fixture_dir() -> Path:
+    """Directory of the reference fixtures (env `LAGERNVS_REFERENCE_FIXTURES`, repo-relative)."""
+    configured = os.environ.get("LAGERNVS_REFERENCE_FIXTURES", "../shared/fixtures/reference")
+    path = Path(configured)
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    path = reference_fixture_dir()
+    if not path.is_dir():
+        pytest.fail(
+            f"reference fixture directory {path} does not exist; set LAGERNVS_REFERENCE_FIXTURES "
+            "to the folder holding the reference *.json/*.safetensors cases"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = SHARED_DIR / "data"
+    if not path.is_dir():
+        pytest.fail(f"shared data directory {path} is missing (expected ../shared/data)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _cpu_float32_determinism():
+    torch.manual_seed(0)
+    yield
