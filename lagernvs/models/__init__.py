@@ -1,1 +1,29 @@
+"""The deterministic LagerNVS model: encoder, renderer, attention op, presets, checkpoints."""
 
+from .attention import attention, attention_backend, get_attention_backend, set_attention_backend
+from .checkpoints import (
+    VGGTLoadResult,
+    infer_attention_type,
+    load_original_state_dict,
+    load_original_weights,
+    load_vggt_weights,
+)
+from .lagernvs import LagerNVSModel
+from .presets import PRESETS, preset_config
+from .renderer import ATTENTION_TYPES
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "PRESETS",
+    "LagerNVSModel",
+    "VGGTLoadResult",
+    "attention",
+    "attention_backend",
+    "get_attention_backend",
+    "infer_attention_type",
+    "load_original_state_dict",
+    "load_original_weights",
+    "load_vggt_weights",
+    "preset_config",
+    "set_attention_backend",
+]
