@@ -38,10 +38,6 @@ def random_intrinsics(shape, height, width, generator) -> torch.Tensor:
     return torch.cat([focal, centre], dim=-1)
 
 
-def test_camera_fixture_parity(fixture_dir: Path) -> None:
-    check_camera_fixture(fixture_dir)
-
-
 def test_camera_fixture_missing_file_fails(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="cameras.safetensors"):
         check_camera_fixture(tmp_path)

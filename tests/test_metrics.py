@@ -41,10 +41,6 @@ def _pair(*shape: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (target + 0.1 * torch.randn(*shape)).clamp(0, 1), target
 
 
-def test_metric_fixture_parity(fixture_dir: Path) -> None:
-    check_metric_fixture(fixture_dir)
-
-
 def test_metric_fixture_missing_file_fails(fixture_dir: Path, tmp_path: Path) -> None:
     shutil.copy(fixture_dir / "metrics.json", tmp_path / "metrics.json")
     with pytest.raises(AssertionError, match="metrics.safetensors"):

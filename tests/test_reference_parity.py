@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import torch
 from conftest import reference_fixture_dir
+from parity_cameras import check_camera_fixture
+from parity_metrics import check_metric_fixture
 from safetensors.torch import load_file
 
 from lagernvs.models import LagerNVSModel
@@ -126,3 +128,16 @@ def test_model_case(fixture_dir: Path, case_name: str) -> None:
     _assert_close("rec_tokens", captured["rec"], tensors["out.rec_tokens"], TOKEN_TOLERANCE)
     _assert_close("rendered", full[:, num_cond:], tensors["out.rendered"], IMAGE_TOLERANCE)
     _assert_close("full", full, tensors["out.full"], IMAGE_TOLERANCE)
+
+
+# --------------------------------------------------------------------------------------------
+# Camera maths (cameras.safetensors / cameras.json) and metrics (metrics.safetensors / .json)
+# --------------------------------------------------------------------------------------------
+
+
+def test_camera_fixture(fixture_dir: Path) -> None:
+    check_camera_fixture(fixture_dir)
+
+
+def test_metric_fixture(fixture_dir: Path) -> None:
+    check_metric_fixture(fixture_dir)
