@@ -114,11 +114,12 @@ def plucker_rays(c2w: Tensor, fxfycxcy: Tensor, height: int, width: int) -> Tens
     v = torch.arange(height, device=c2w.device, dtype=dtype) + 0.5
     fx, fy, cx, cy = (value[..., None, None] for value in fxfycxcy.unbind(-1))
     x, y = torch.broadcast_tensors((u - cx) / fx, (v[:, None] - cy) / fy)
-    dirs_cam = torch.stack([x, y, torch.ones_like(x)], dim=-3).flatten(-2)  # (..., 3, HW)
-    dirs_cam = dirs_cam / torch.linalg.vector_norm(dirs_cam, dim=-2, keepdim=True)
-    dirs = c2w[..., :3, :3] @ dirs_cam
-    origins = c2w[..., :3, 3:].expand_as(dirs)
-    moments = torch.linalg.cross(origins, dirs, dim=-2)
+    inv_norm = torch.rsqrt(x * x + y * y + 1)  # unit length, computed per component (fast)
+    dirs_cam = torch.stack([x * inv_norm, y * inv_norm, inv_norm], dim=-3).flatten(-2)
+    dirs = c2w[..., :3, :3] @ dirs_cam  # (..., 3, HW)
+    ox, oy, oz = c2w[..., :3, 3, None].unbind(-2)
+    dx, dy, dz = dirs.unbind(-2)
+    moments = torch.stack([oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx], dim=-2)
     rays = torch.cat([moments, dirs], dim=-2).unflatten(-1, (height, width))
     return rays.to(out_dtype)
 
