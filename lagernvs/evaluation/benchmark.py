@@ -1,0 +1,620 @@
+"""`lagernvs eval`: run a protocol, write ``summary.json``, ``per_scene.csv`` and image grids.
+
+    lagernvs eval --config configs/eval/re10k_2v.yaml --output-dir runs/eval_re10k \\
+        [--set key=value ...]
+    accelerate launch -m lagernvs.evaluation.benchmark --config ... --output-dir ...
+
+The runner is shared with the extrapolation benchmark:
+
+* every process takes its share of the samples not yet done (Accelerate's
+  ``split_between_processes``), so each sample is evaluated once whatever the number of GPUs;
+* each finished sample is appended as one JSON line to ``DIR/records/rank<k>.jsonl``; a
+  re-run in the same folder skips the samples found there (resume), after checking that the
+  folder was written by the same protocol (``DIR/protocol.json``);
+* the main process then aggregates every record (so on several machines ``DIR`` must be on a
+  shared filesystem): per-target scores are averaged per sample,
+  then over samples (:class:`~lagernvs.evaluation.metrics.SceneMean`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import json
+import math
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from lagernvs.evaluation.metrics import LPIPSVGG, SceneMean, build_fid, build_kid, image_metrics
+from lagernvs.evaluation.protocol import (
+    IndexedViews,
+    MetricsConfig,
+    Protocol,
+    autocast_dtype,
+    build_dataset,
+    load_model,
+    load_protocol,
+)
+from lagernvs.weights import INCEPTION_FID, VGG16_IMAGENET
+
+__all__ = [
+    "Evaluation",
+    "ResultStore",
+    "collate_samples",
+    "evaluate",
+    "grid_name",
+    "main",
+    "save_grid",
+    "software_versions",
+    "summarize",
+    "throughput",
+    "write_per_scene_csv",
+]
+
+Record = dict[str, Any]
+_STACKED = ("images", "rays", "cam_tokens", "c2w", "fxfycxcy", "seen")
+
+
+# ----------------------------------------------------------------------------- records
+
+
+class ResultStore:
+    """Per-sample records as JSON lines, one file per process, read back when a run resumes.
+
+    A line cut short by an interruption is ignored (that sample is evaluated again).
+    """
+
+    def __init__(self, folder: Path, rank: int = 0) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / f"rank{rank}.jsonl"
+
+    def records(self) -> dict[str, Record]:
+        """Every complete record of every process, by sample id."""
+        found: dict[str, Record] = {}
+        for path in sorted(self.folder.glob("rank*.jsonl")):
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                found[record["sample"]] = record
+        return found
+
+    def _ends_cleanly(self) -> bool:
+        """Whether the file is empty or ends with a complete line."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return True
+        with self.path.open("rb") as file:
+            file.seek(-1, 2)
+            return file.read(1) == b"\n"
+
+    def append(self, records: Iterable[Record]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torn = not self._ends_cleanly()
+        with self.path.open("a") as file:
+            if torn:  # end the line an interruption cut short, so the next record is intact
+                file.write("\n")
+            for record in records:
+                file.write(json.dumps(record) + "\n")
+            file.flush()
+
+
+def collate_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Samples -> batches of samples with one layout (views, image size): tensors stacked."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for sample in samples:
+        key = (sample["num_cond_views"], tuple(sample["images"].shape))
+        groups.setdefault(key, []).append(sample)
+    batches = []
+    for group in groups.values():
+        batch = {
+            key: torch.stack([s[key] for s in group])
+            if key in _STACKED
+            else [s[key] for s in group]
+            for key in group[0]
+        }
+        batch["num_cond_views"] = group[0]["num_cond_views"]
+        batches.append(batch)
+    return batches
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def summarize(records: Sequence[Record]) -> dict[str, float | None]:
+    """Each score averaged over the targets of a sample, then over samples (NaN skipped)."""
+    keys = sorted({key for record in records for key in record["scores"]})
+    summary = {}
+    for key in keys:
+        metric = SceneMean(sync_on_compute=False)  # records are already gathered
+        for record in records:
+            if key in record["scores"]:
+                metric.update(torch.tensor(record["scores"][key], dtype=torch.float64))
+        summary[key] = _nan_to_none(float(metric.compute())) if metric.num_scenes else None
+    return summary
+
+
+def throughput(records: Sequence[Record], key: str, per_target: int = 1) -> dict[str, Any]:
+    """Images per second and seconds per image from the records' ``key`` timings."""
+    timed = [r for r in records if r.get(key) is not None]
+    images = sum(len(r["target"]) for r in timed) * per_target
+    seconds = sum(r[key] for r in timed)
+    return {
+        "images_per_second": images / seconds if seconds > 0 else None,
+        "seconds_per_image": seconds / images if images else None,
+    }
+
+
+def write_per_scene_csv(path: Path, records: Sequence[Record]) -> None:
+    """One row per sample: ids, validity, timing and each score's mean over the targets."""
+    keys = sorted({key for record in records for key in record["scores"]})
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["sample", "scene", "is_valid", "num_targets", "seconds", *keys])
+        for record in records:
+            means = []
+            for key in keys:
+                values = torch.tensor(record["scores"].get(key, [math.nan]), dtype=torch.float64)
+                mean = float(values.nanmean()) if values.numel() else math.nan
+                means.append("" if math.isnan(mean) else f"{mean:.6f}")
+            writer.writerow(
+                [
+                    record["sample"],
+                    record["scene"],
+                    int(record["is_valid"]),
+                    len(record["target"]),
+                    f"{record['seconds']:.6f}",
+                    *means,
+                ]
+            )
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that determine the numbers."""
+    import accelerate
+    import diffusers
+    import lpips
+    import torchmetrics
+
+    import lagernvs
+
+    return {
+        "python": platform.python_version(),
+        "lagernvs": lagernvs.__version__,
+        "torch": torch.__version__,
+        "cuda": str(torch.version.cuda),
+        "diffusers": diffusers.__version__,
+        "accelerate": accelerate.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "lpips": getattr(lpips, "__version__", "unknown"),
+    }
+
+
+def save_grid(path: Path, rows: Sequence[Tensor]) -> None:
+    """Save rows of (N_i, 3, H, W) images as one PNG grid (short rows padded with black)."""
+    from torchvision.utils import save_image
+
+    columns = max(row.shape[0] for row in rows)
+    padded = [
+        torch.cat([row.float().cpu(), row.new_zeros(columns - row.shape[0], *row.shape[1:])])
+        for row in rows
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat(padded).clamp(0, 1), path, nrow=columns, padding=2)
+
+
+def grid_name(sample_id: str) -> str:
+    """A file name for a sample's grid (ids may hold '/', e.g. DL3DV ``<batch>/<hash>``)."""
+    return "".join(c if c.isalnum() or c in "-_#" else "_" for c in sample_id) + ".png"
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def _check_lpips_weights(config: MetricsConfig) -> None:
+    if config.lpips and config.lpips_pretrained:
+        VGG16_IMAGENET.require(
+            "LPIPS-VGG",
+            "To evaluate without LPIPS pass --set metrics.lpips=false (or "
+            "metrics.lpips_pretrained=false for a random trunk in tests; not comparable).",
+        )
+
+
+def _lpips_net(config: MetricsConfig, device: torch.device) -> LPIPSVGG | None:
+    return _shared_lpips(config.lpips_pretrained, str(device)) if config.lpips else None
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_lpips(pretrained: bool, device: str) -> LPIPSVGG:
+    """The (frozen) LPIPS network, built once per process. A random trunk (tests) is seeded so
+    that every run, and every part of a resumed run, scores with the same network."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return LPIPSVGG(pretrained=pretrained).to(device)
+
+
+def _distribution_metrics(
+    config: MetricsConfig, feature: int | torch.nn.Module
+) -> tuple[bool, str | None]:
+    """Whether to compute FID/KID, and why not when ``fid: auto`` finds them unavailable."""
+    if config.fid is False:
+        return False, "disabled (metrics.fid=false)"
+    if not isinstance(feature, int):
+        return True, None
+    try:
+        build_fid(feature)
+    except (FileNotFoundError, ModuleNotFoundError) as error:
+        if config.fid == "auto":
+            return False, f"unavailable: {error}"
+        if isinstance(error, FileNotFoundError):
+            raise FileNotFoundError(
+                f"{error} Or pass --set metrics.fid=false (or auto to skip FID/KID when missing)."
+            ) from None
+        raise
+    return True, None
+
+
+class Evaluation:
+    """One protocol run in one output folder: model, device, precision, metrics, storage.
+
+    Args:
+        protocol: the protocol.
+        output_dir: where records, grids and summaries go.
+        pipe: a pipeline to evaluate instead of the one ``protocol.model`` names.
+        accelerator: an ``accelerate.Accelerator`` (one is created when None).
+        fid_feature: Inception layer (int) or a feature-extractor module for FID/KID.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        output_dir: str | Path,
+        pipe: Any = None,
+        accelerator: Any = None,
+        fid_feature: int | torch.nn.Module = 2048,
+    ) -> None:
+        from accelerate import Accelerator
+
+        self.protocol = protocol
+        self.output_dir = Path(output_dir)
+        self.accelerator = accelerator or Accelerator()
+        self.device = self.accelerator.device
+        _check_lpips_weights(protocol.metrics)
+        self.use_fid, self.fid_note = _distribution_metrics(protocol.metrics, fid_feature)
+        self.fid_feature = fid_feature
+        if pipe is None:
+            pipe, self.model_info = load_model(protocol.model)
+        else:
+            self.model_info = {
+                "source": "in-memory pipeline",
+                "num_parameters": sum(p.numel() for p in pipe.model.parameters()),
+                "denoiser": getattr(pipe, "denoiser", None) is not None,
+            }
+        self.pipe = pipe.to(self.device)
+        self.model = pipe.model.eval()
+        self.model_info.update(
+            attention_type=self.model.config.attention_type,
+            image_size=list(self.model.image_size),
+        )
+        self.image_size = self._image_size()
+        self.autocast = autocast_dtype(protocol.precision, self.device)
+        self.lpips_net = _lpips_net(protocol.metrics, self.device)
+        self.resumed = False
+
+    def _image_size(self) -> tuple[int, int]:
+        model_size = self.model.image_size
+        wanted = self.protocol.dataset.image_size
+        if wanted is None:
+            return model_size
+        wanted = (int(wanted[0]), int(wanted[1]))
+        if wanted != model_size and not self.protocol.model.allow_resolution_mismatch:
+            raise ValueError(
+                f"protocol {self.protocol.name!r} evaluates at {wanted[0]}x{wanted[1]} but the "
+                f"model ({self.model_info['source']}) was made for {model_size[0]}x"
+                f"{model_size[1]}; use a model of the protocol's resolution, or --set "
+                f"dataset.image_size=[{model_size[0]},{model_size[1]}], or "
+                "model.allow_resolution_mismatch=true"
+            )
+        return wanted
+
+    # ------------------------------------------------------------------ output folder
+
+    def prepare_output(self) -> None:
+        """Check (resume) or reset the output folder, then record the protocol in it."""
+        path = self.output_dir / "protocol.json"
+        identity = self.protocol.identity()
+        if path.is_file() and self.protocol.resume:
+            stored = json.loads(path.read_text())
+            if stored != identity:
+                changed = _differences(stored, identity)
+                raise ValueError(
+                    f"{self.output_dir} holds results of a different protocol (differs in: "
+                    f"{', '.join(changed)}); use a new --output-dir, or --set resume=false to "
+                    "discard them"
+                )
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            if not self.protocol.resume:
+                for name in ("records", "grids", "sweep", "synthetic"):
+                    shutil.rmtree(self.output_dir / name, ignore_errors=True)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(identity, indent=1))
+        self.accelerator.wait_for_everyone()
+
+    def dataset(self) -> IndexedViews:
+        with self.accelerator.main_process_first():
+            return build_dataset(self.protocol.dataset, self.image_size, self.output_dir)
+
+    # ------------------------------------------------------------------ model and metrics
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def render(self, batch: dict[str, Any]) -> tuple[Tensor, float]:
+        """Deterministic renders (B, T, 3, H, W) float32 of a batch, and the seconds taken."""
+        count = batch["num_cond_views"]
+        images = batch["images"][:, :count].to(self.device)
+        tokens = batch["cam_tokens"][:, :count].to(self.device)
+        rays = batch["rays"][:, count:].to(self.device)
+        self.synchronize()
+        start = time.perf_counter()
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type,
+                dtype=self.autocast or torch.bfloat16,
+                enabled=self.autocast is not None,
+            ),
+        ):
+            scene = self.model.encode(images, tokens)
+            pred = self.model.render(scene, rays, chunk_size=self.protocol.chunk_size)
+        self.synchronize()
+        return pred.float(), time.perf_counter() - start
+
+    def scores(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-image PSNR / SSIM (/ LPIPS) of (..., 3, H, W) images, on the CPU."""
+        with torch.inference_mode():
+            values = image_metrics(pred, target.to(pred.device), self.lpips_net, mask)
+        return {key: value.float().cpu() for key, value in values.items()}
+
+    def new_distribution_metrics(self, names: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """Fresh FID and KID metrics per name (empty when FID/KID are off)."""
+        if not self.use_fid:
+            return {}
+        return {
+            name: (
+                build_fid(self.fid_feature).to(self.device),
+                build_kid(self.fid_feature).to(self.device),
+            )
+            for name in names
+        }
+
+    def compute_distribution_metrics(self, metrics: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+        """FID / KID per name; why not, when they were skipped (call on every process)."""
+        if not self.use_fid:
+            return {"note": self.fid_note}
+        if self.resumed:
+            return {
+                "note": "not computed: the run resumed, and FID/KID need every image in one "
+                "run; rerun with --set resume=false"
+            }
+        out: dict[str, Any] = {}
+        for name, (fid, kid) in metrics.items():
+            count = int(fid.fake_features_num_samples)
+            if count < 2:
+                out[name] = {"fid": None, "kid": None, "note": "fewer than 2 images"}
+                continue
+            kid.subset_size = min(kid.subset_size, count)
+            kid_mean, kid_std = kid.compute()
+            out[name] = {
+                "fid": float(fid.compute()),
+                "kid": float(kid_mean),
+                "kid_std": float(kid_std),
+                "num_images": count,
+            }
+        if isinstance(self.fid_feature, int):
+            out["inception_weights"] = str(INCEPTION_FID.path)
+        return out
+
+    # ------------------------------------------------------------------ loop
+
+    def base_record(self, batch: dict[str, Any], index: int, seconds: float) -> Record:
+        return {
+            "sample": batch["sample_id"][index],
+            "scene": batch["scene"][index],
+            "position": batch["position"][index],
+            "context": batch["context"][index],
+            "target": batch["target"][index],
+            "is_valid": bool(batch["is_valid"][index].all()),
+            "seconds": seconds,
+            "scores": {},
+        }
+
+    def run(
+        self,
+        dataset: IndexedViews,
+        records_dir: Path,
+        scorer: Callable[[dict[str, Any]], list[Record]],
+        description: str,
+    ) -> list[Record] | None:
+        """Score every sample not yet in ``records_dir``; all records in dataset order on the
+        main process (None on the others)."""
+        store = ResultStore(records_dir, self.accelerator.process_index)
+        done = set(store.records())
+        self.resumed = self.resumed or bool(done & set(dataset.ids))
+        pending = [i for i, sample in enumerate(dataset.ids) if sample not in done]
+        with self.accelerator.split_between_processes(pending) as mine:
+            loader = DataLoader(
+                Subset(dataset, mine),
+                batch_size=self.protocol.batch_size,
+                num_workers=self.protocol.num_workers,
+                collate_fn=collate_samples,
+            )
+            bar = tqdm(
+                total=len(mine),
+                desc=description,
+                unit="sample",
+                disable=not self.accelerator.is_local_main_process,
+            )
+            for batches in loader:
+                for batch in batches:
+                    store.append(scorer(batch))
+                    bar.update(len(batch["sample_id"]))
+            bar.close()
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return None
+        found = store.records()
+        return [found[s] for s in dataset.ids if s in found]
+
+    def wants_grid(self, position: int) -> bool:
+        return position < self.protocol.num_grids
+
+    def summary(
+        self, dataset: IndexedViews, records: Sequence[Record], metrics: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The summary fields every benchmark shares."""
+        return {
+            "protocol": self.protocol.name,
+            "description": self.protocol.description,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "complete": len(records) == len(dataset),
+            "num_samples": len(records),
+            "num_expected": len(dataset),
+            "num_invalid": sum(not r["is_valid"] for r in records),
+            "missing_scenes": len(dataset.missing),
+            "image_size": list(self.image_size),
+            "precision": str(self.autocast or torch.float32).removeprefix("torch."),
+            "metrics": metrics,
+            "model": self.model_info,
+            "settings": self.protocol.to_dict(),
+            "software": software_versions(),
+            "hardware": {
+                "device": _device_name(self.device),
+                "num_processes": self.accelerator.num_processes,
+            },
+        }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()})"
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------- lagernvs eval
+
+
+def score_deterministic(ev: Evaluation, batch: dict[str, Any], fid: dict[str, Any]) -> list[Record]:
+    """Render a batch deterministically and score every target."""
+    pred, seconds = ev.render(batch)
+    target = batch["images"][:, batch["num_cond_views"] :]
+    scores = ev.scores(pred, target)
+    for fid_metric, kid_metric in fid.values():
+        for metric in (fid_metric, kid_metric):
+            metric.update(target.flatten(0, 1).to(ev.device), real=True)
+            metric.update(pred.flatten(0, 1), real=False)
+    records = []
+    for i in range(pred.shape[0]):
+        record = ev.base_record(batch, i, seconds / pred.shape[0])
+        record["scores"] = {key: value[i].tolist() for key, value in scores.items()}
+        records.append(record)
+        if ev.wants_grid(record["position"]):
+            count = batch["num_cond_views"]
+            save_grid(
+                ev.output_dir / "grids" / grid_name(record["sample"]),
+                [batch["images"][i, :count], target[i], pred[i]],
+            )
+    return records
+
+
+def evaluate(
+    protocol: Protocol,
+    output_dir: str | Path,
+    pipe: Any = None,
+    accelerator: Any = None,
+    fid_feature: int | torch.nn.Module = 2048,
+) -> dict[str, Any] | None:
+    """Run a standard protocol; write and return the summary (None on non-main processes)."""
+    ev = Evaluation(protocol, output_dir, pipe, accelerator, fid_feature)
+    ev.prepare_output()
+    dataset = ev.dataset()
+    fid = ev.new_distribution_metrics(["deterministic"])
+    records = ev.run(
+        dataset,
+        ev.output_dir / "records",
+        lambda batch: score_deterministic(ev, batch, fid),
+        protocol.name,
+    )
+    distribution = ev.compute_distribution_metrics(fid)
+    if records is None:
+        return None
+    summary = ev.summary(dataset, records, summarize(records))
+    summary.update(throughput(records, "seconds"), fid_kid=distribution)
+    write_json(ev.output_dir / "summary.json", summary)
+    write_per_scene_csv(ev.output_dir / "per_scene.csv", records)
+    return summary
+
+
+def format_metrics(metrics: dict[str, float | None]) -> str:
+    return "  ".join(
+        f"{key} {value:.4f}" if value is not None else f"{key} n/a"
+        for key, value in metrics.items()
+    )
+
+
+def build_parser(prog: str = "lagernvs eval") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Evaluate a model on a protocol (configs/eval/*.yaml)."
+    )
+    parser.add_argument("--config", required=True, help="protocol YAML, or a configs/eval name")
+    parser.add_argument("--output-dir", required=True, help="folder for results (resumable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol key, e.g. --set batch_size=4 --set metrics.lpips=false",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``lagernvs eval --config FILE --output-dir DIR [--set key=value ...]``."""
+    args = build_parser().parse_args(argv)
+    protocol = load_protocol(args.config, args.overrides)
+    summary = evaluate(protocol, args.output_dir)
+    if summary is not None:
+        done = f"{summary['num_samples']}/{summary['num_expected']} samples"
+        print(f"{protocol.name}: {format_metrics(summary['metrics'])} ({done})")
+        print(f"wrote {Path(args.output_dir) / 'summary.json'} and per_scene.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
