@@ -1,1 +1,73 @@
-"""LagerNVS: real-time feed-forward novel view synthesis."""
+"""LagerNVS: real-time feed-forward novel view synthesis.
+
+The public API. Names are imported on first use (module ``__getattr__``), so ``import lagernvs``
+and ``lagernvs --help`` stay fast and do not load torch/diffusers until a class is needed.
+
+* :class:`LagerNVSPipeline`, :class:`LagerNVSPipelineOutput`, :class:`LagerNVSScene`: the
+  diffusers pipeline (``encode`` once, ``render`` many).
+* :class:`LagerNVSModel`: the deterministic encoder-renderer.
+* :class:`Cameras`: camera batches (OpenCV camera-to-world, pixel intrinsics, image sizes).
+* :func:`load_scene`, :class:`Scene`: read captures (Re10k, DL3DV, NeRF, COLMAP, LLFF).
+* :func:`demo_pipeline`: the small bundled demo model.
+* :mod:`lagernvs.trajectories`: camera paths (interpolate, orbit, dolly, extrapolate).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Cameras": "lagernvs.camera_batch",
+    "LagerNVSModel": "lagernvs.models",
+    "LagerNVSPipeline": "lagernvs.pipeline",
+    "LagerNVSPipelineOutput": "lagernvs.pipeline",
+    "LagerNVSScene": "lagernvs.pipeline",
+    "Scene": "lagernvs.data.scene",
+    "demo_pipeline": "lagernvs.demo",
+    "load_scene": "lagernvs.data.sources",
+}
+_SUBMODULES = ("cameras", "data", "models", "pipeline", "trajectories")
+
+__all__ = [
+    "Cameras",
+    "LagerNVSModel",
+    "LagerNVSPipeline",
+    "LagerNVSPipelineOutput",
+    "LagerNVSScene",
+    "Scene",
+    "__version__",
+    "cameras",
+    "data",
+    "demo_pipeline",
+    "load_scene",
+    "models",
+    "pipeline",
+    "trajectories",
+]
+
+if TYPE_CHECKING:
+    from lagernvs import cameras, data, models, pipeline, trajectories
+    from lagernvs.camera_batch import Cameras
+    from lagernvs.data.scene import Scene
+    from lagernvs.data.sources import load_scene
+    from lagernvs.demo import demo_pipeline
+    from lagernvs.models import LagerNVSModel
+    from lagernvs.pipeline import LagerNVSPipeline, LagerNVSPipelineOutput, LagerNVSScene
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"lagernvs.{name}")
+    else:
+        raise AttributeError(f"module 'lagernvs' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

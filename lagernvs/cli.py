@@ -1,4 +1,11 @@
-"""The `lagernvs` command: argparse subcommands whose handlers import heavy modules lazily."""
+"""The `lagernvs` command: argparse subcommands whose handlers import heavy modules lazily.
+
+lagernvs demo [--output-dir DIR]
+lagernvs render --images a.png b.png [--cameras cams.json] --path orbit --output-dir DIR
+lagernvs render --scene path/to/scene --views 0 10 --path interpolate --output-dir DIR
+lagernvs convert model.pt --preset re10k_2v_256 --output-dir DIR
+lagernvs shards ... / lagernvs train ...
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,68 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Handler = Callable[[argparse.Namespace], int | None]
+PATH_KINDS = ("interpolate", "orbit", "dolly", "extrapolate")
 
 
 class UserFacingError(Exception):
     """An error whose message is meant for the command-line user, printed as one line."""
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_frames(frames: np.ndarray, folder: str | Path) -> list[Path]:
+    """Write (T, H, W, 3) float frames in [0, 1] as ``folder/00000.png`` ..."""
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    paths = []
+    for index, frame in enumerate(pixels):
+        path = folder / f"{index:05d}.png"
+        Image.fromarray(frame).save(path)
+        paths.append(path)
+    return paths
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: float = 24.0, upscale: int = 1) -> Path:
+    """Encode (T, H, W, 3) float frames in [0, 1] as an H.264 mp4 (imageio-ffmpeg).
+
+    ``upscale`` enlarges every frame by an integer factor (nearest neighbour) for small models.
+    Frames are padded to even sizes, which H.264 requires.
+    """
+    import imageio.v2 as imageio
+    import numpy as np
+
+    if upscale < 1:
+        raise ValueError(f"upscale must be a positive integer, got {upscale}")
+    pixels = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    pixels = pixels.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    pad_h, pad_w = pixels.shape[1] % 2, pixels.shape[2] % 2
+    pixels = np.pad(pixels, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio.get_writer(
+        path, fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p"
+    )
+    try:
+        for frame in pixels:
+            writer.append_data(frame)
+    finally:
+        writer.close()
+    return path
+
+
+# ----------------------------------------------------------------------------- handlers
 
 
 def _run_shards(args: argparse.Namespace) -> None:
@@ -27,13 +90,132 @@ def _run_shards(args: argparse.Namespace) -> None:
     print(f"wrote shards and index {index_path}")
 
 
+def _load_pipeline(args: argparse.Namespace) -> Any:
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    from lagernvs.demo import demo_pipeline
+    from lagernvs.pipeline import LagerNVSPipeline
+
+    diffusers_logging.disable_progress_bar()
+
+    if args.model is None:
+        pipe = demo_pipeline()
+    else:
+        model_dir = Path(args.model)
+        if not (model_dir / "model_index.json").is_file():
+            raise UserFacingError(
+                f"{model_dir} is not a saved pipeline (no model_index.json); give a folder "
+                "written by save_pretrained or `lagernvs convert`"
+            )
+        pipe = LagerNVSPipeline.from_pretrained(model_dir, local_files_only=True)
+    pipe.to(torch.device(args.device))
+    return pipe
+
+
+def _render_inputs(args: argparse.Namespace) -> tuple[list[Any], Any]:
+    """Source images (read, so that bad files fail before the model loads) and cameras (None
+    for unposed input) from --images/--cameras or --scene."""
+    from lagernvs.camera_batch import Cameras
+    from lagernvs.pipeline import load_images
+
+    if args.scene is not None:
+        if args.images or args.cameras:
+            raise UserFacingError("use either --scene or --images/--cameras, not both")
+        from lagernvs.data.sources import load_scene
+
+        scene = load_scene(args.scene)
+        views = args.views if args.views else [0, scene.num_frames - 1]
+        scene = scene.select(views)
+        cameras = Cameras.from_scene(scene, ignore_distortion=args.ignore_distortion)
+        return load_images(scene.image_paths), cameras
+    if not args.images:
+        raise UserFacingError("give source images (--images a.png b.png) or a --scene")
+    if args.views:
+        raise UserFacingError("--views selects frames of a --scene; it does not apply to --images")
+    cameras = Cameras.load(args.cameras) if args.cameras else None
+    if cameras is not None and len(cameras) != len(args.images):
+        raise UserFacingError(
+            f"{args.cameras} holds {len(cameras)} cameras for {len(args.images)} images; give one "
+            "camera per image, in the same order"
+        )
+    return load_images(args.images), cameras
+
+
+def _path_cameras(args: argparse.Namespace, sources: Any, image_size: tuple[int, int]) -> Any:
+    """The target cameras of --path around the sources (the first source frame if unposed)."""
+    from lagernvs import trajectories
+    from lagernvs.camera_batch import Cameras
+
+    if sources is None:
+        if args.path in ("interpolate", "extrapolate"):
+            raise UserFacingError(
+                f"--path {args.path} follows the source cameras; give --cameras or --scene, or "
+                "use --path orbit / dolly for unposed images"
+            )
+        sources = Cameras.look_at([0.0, 0.0, 0.0], [0.0, 0.0, 1.0], image_size=image_size)
+    options: dict[str, Any] = {"image_size": image_size}
+    if args.path == "orbit":
+        options["degrees"] = args.degrees
+    elif args.path == "extrapolate":
+        options["fraction"] = args.fraction
+    elif args.path == "dolly" and args.distance is not None:
+        options["distance"] = args.distance
+    return trajectories.camera_path(args.path, sources, args.num_frames, **options)
+
+
+def _run_render(args: argparse.Namespace) -> None:
+    images, cameras = _render_inputs(args)
+    pipe = _load_pipeline(args)
+    pipe.set_progress_bar_config(desc="render", leave=False)
+    size = tuple(args.size) if args.size else pipe.model.image_size
+    scene = pipe.encode(images, cameras)
+    targets = _path_cameras(args, scene.source_cameras, size)
+    output = pipe.render(
+        scene, targets, height=size[0], width=size[1], output_type="np", chunk_size=args.chunk_size
+    )
+    out_dir = Path(args.output_dir)
+    write_frames(output.images, out_dir / "frames")
+    video = write_video(output.images, out_dir / "video.mp4", fps=args.fps, upscale=args.upscale)
+    output.cameras.save(out_dir / "cameras.json")
+    print(f"rendered {len(targets)} frames to {out_dir / 'frames'} and {video}")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    from lagernvs.demo import run_demo
+
+    diffusers_logging.disable_progress_bar()
+    run_demo(args.output_dir, device=args.device)
+
+
+def _run_convert(args: argparse.Namespace) -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    from lagernvs.pipeline import LagerNVSPipeline
+
+    diffusers_logging.disable_progress_bar()
+    pipe = LagerNVSPipeline.from_original_checkpoint(args.checkpoint, args.preset)
+    pipe.save_pretrained(args.output_dir)
+    print(f"converted {args.checkpoint} ({args.preset}) to {args.output_dir}")
+
+
 # Subcommands whose arguments are parsed by their own module's `main(argv)`.
-_PASSTHROUGH_MODULES = {"train": "lagernvs.training.train"}
+_PASSTHROUGH_MODULES = {
+    "train": "lagernvs.training.train",
+    "train-denoiser": "lagernvs.training.train_denoiser",
+    "eval": "lagernvs.evaluation.benchmark",
+    "bench": "lagernvs.evaluation.bench",
+}
 
 
 def _run_module_main(command: str, argv: list[str]) -> int | None:
     module = importlib.import_module(_PASSTHROUGH_MODULES[command])
     return module.main(argv)
+
+
+# ----------------------------------------------------------------------------- parsers
 
 
 def _add_shards(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +232,70 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_shards)
 
 
+def _add_render(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="render a camera path from source images into PNG frames and an mp4",
+        description="Encode the source views once, render --num-frames cameras along --path, "
+        "write DIR/frames/*.png, DIR/video.mp4 and DIR/cameras.json (the rendered cameras). "
+        "Without cameras the images are treated as unposed: the path is built around the first "
+        "image's camera.",
+    )
+    sources = parser.add_argument_group("sources")
+    sources.add_argument("--images", nargs="+", default=[], help="source image files")
+    sources.add_argument(
+        "--cameras", default=None, help="JSON cameras file (Cameras.save) for --images"
+    )
+    sources.add_argument(
+        "--scene", default=None, help="a scene folder/file load_scene reads (NeRF, COLMAP, ...)"
+    )
+    sources.add_argument(
+        "--views", nargs="+", type=int, default=None, help="frames of --scene (default first, last)"
+    )
+    sources.add_argument(
+        "--ignore-distortion",
+        action="store_true",
+        help="treat a --scene with lens distortion as pinhole (mild distortion only)",
+    )
+    path = parser.add_argument_group("camera path")
+    path.add_argument("--path", choices=PATH_KINDS, default="orbit")
+    path.add_argument("--num-frames", type=int, default=60)
+    path.add_argument("--degrees", type=float, default=30.0, help="orbit arc (360: full circle)")
+    path.add_argument("--fraction", type=float, default=0.5, help="extrapolation beyond the span")
+    path.add_argument("--distance", type=float, default=None, help="dolly distance (world units)")
+    parser.add_argument("--model", default=None, help="save_pretrained folder (default: demo)")
+    parser.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"))
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--upscale", type=int, default=1, help="integer video upscaling")
+    parser.add_argument("--chunk-size", type=int, default=8, help="frames per forward pass")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(handler=_run_render)
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="render the bundled scenes with the bundled model; print and save metrics",
+        description="Novel views of the bundled held-out synthetic scenes next to the ground "
+        "truth, an orbit video, PSNR/SSIM against the nearest-source-view baseline "
+        "(DIR/metrics.json). No download; CPU is enough.",
+    )
+    parser.add_argument("--output-dir", default="lagernvs-demo")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(handler=_run_demo)
+
+
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="convert an official LagerNVS model.pt into a save_pretrained folder"
+    )
+    parser.add_argument("checkpoint", help="official model.pt ({'model': state_dict})")
+    parser.add_argument("--preset", required=True, help="model preset, e.g. re10k_2v_256")
+    parser.add_argument("--output-dir", required=True)
+    parser.set_defaults(handler=_run_convert)
+
+
 def _add_passthrough(subparsers: argparse._SubParsersAction) -> None:
     for command, module in _PASSTHROUGH_MODULES.items():
         subparsers.add_parser(command, help=f"same arguments as `python -m {module}`")
@@ -61,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
+    _add_demo(subparsers)
+    _add_render(subparsers)
+    _add_convert(subparsers)
     _add_shards(subparsers)
     _add_passthrough(subparsers)
     return parser
@@ -82,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lagernvs: interrupted", file=sys.stderr)
         return 130
     except (UserFacingError, ValueError, FileNotFoundError, NotADirectoryError, OSError) as error:
-        print(f"lagernvs {command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the exception holds
+        print(f"lagernvs {command}: error: {message}", file=sys.stderr)
         return 1
     return int(result or 0)
 
