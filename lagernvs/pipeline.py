@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import PIL.Image
@@ -51,6 +51,16 @@ __all__ = ["LagerNVSPipeline", "LagerNVSPipelineOutput", "LagerNVSScene"]
 ImageInput = PIL.Image.Image | np.ndarray | Tensor | str | os.PathLike
 Images = ImageInput | Sequence[ImageInput]
 OutputType = Literal["pil", "np", "pt"]
+class SamplingOptions(NamedTuple):
+    """Arguments of ``mode="sampled"`` (validated by :func:`~lagernvs.diffusion.sample_views`)."""
+
+    num_inference_steps: int
+    guidance_scale: float
+    strength: float
+    num_samples: int
+    same_noise: bool
+
+
 Mode = Literal["deterministic", "sampled"]
 MODES = ("deterministic", "sampled")
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -341,6 +351,11 @@ class LagerNVSPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: OutputType = "pt",
         return_dict: bool = True,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        strength: float = 1.0,
+        num_samples: int = 1,
+        same_noise: bool = False,
     ) -> LagerNVSPipelineOutput | tuple[Any, Cameras]:
         """Render ``target_cameras`` from an encoded scene (default output: a (T, 3, H, W) tensor).
 
@@ -356,6 +371,14 @@ class LagerNVSPipeline(DiffusionPipeline):
             generator: random generator(s) for ``mode="sampled"``.
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
             return_dict: return a :class:`LagerNVSPipelineOutput` (else a tuple).
+            num_inference_steps: scheduler steps of ``mode="sampled"`` (for strength 1).
+            guidance_scale: classifier-free guidance of ``mode="sampled"`` (1 = none).
+            strength: in (0, 1]; below 1 sampling starts from the deterministic render noised
+                to that level, so it only invents what the deterministic model could not see.
+            num_samples: samples per target view; the output holds each target's samples
+                consecutively (T * num_samples images, the diffusers ``num_images_per_prompt``
+                layout), the encoder having run once for all of them.
+            same_noise: give every target view the same initial noise (consistent videos).
         """
         self._check_call_options(mode, output_type, chunk_size)
         if not isinstance(scene, LagerNVSScene):
@@ -368,7 +391,12 @@ class LagerNVSPipeline(DiffusionPipeline):
         c2w = scene.model_frame(cameras).float()
         fxfycxcy = cameras.fxfycxcy.float().cpu()
         if mode == "sampled":
-            images = self._render_sampled(scene, c2w, fxfycxcy, size, chunk_size, generator)
+            sampling = SamplingOptions(
+                num_inference_steps, guidance_scale, strength, num_samples, same_noise
+            )
+            images = self._render_sampled(
+                scene, c2w, fxfycxcy, size, chunk_size, generator, sampling
+            )
         else:
             images = self._render_deterministic(scene, c2w, fxfycxcy, size, chunk_size)
         output = self._postprocess(images, output_type)
@@ -403,17 +431,39 @@ class LagerNVSPipeline(DiffusionPipeline):
         size: tuple[int, int],
         chunk_size: int,
         generator: torch.Generator | list[torch.Generator] | None,
+        sampling: SamplingOptions,
     ) -> Tensor:
-        """(T, 3, H, W) samples of the diffusion decoder for model-frame cameras."""
+        """(T * num_samples, 3, H, W) samples of the diffusion decoder for model-frame cameras."""
         if self.denoiser is None or self.scheduler is None:
             raise ValueError(
                 "mode='sampled' needs the diffusion decoder, but this pipeline has no "
                 f"{'denoiser' if self.denoiser is None else 'scheduler'}; load a pipeline saved "
                 "with a denoiser and scheduler, or use mode='deterministic'"
             )
-        raise NotImplementedError(
-            "sampled rendering with a denoiser is provided by the diffusion decoder (issue 6)"
+        from lagernvs.diffusion.sampling import sample_views
+
+        device = self._execution_device
+        rays = plucker_rays(c2w.to(device), fxfycxcy.to(device), *size)[None]
+        deterministic = None
+        if isinstance(sampling.strength, (int, float)) and sampling.strength < 1:
+            deterministic = self._render_deterministic(scene, c2w, fxfycxcy, size, chunk_size)
+            deterministic = deterministic[None].to(device)
+        samples = sample_views(
+            self.denoiser,
+            self.scheduler,
+            scene.scene_tokens.to(device, self.denoiser.dtype),
+            rays.to(self.denoiser.dtype),
+            num_inference_steps=sampling.num_inference_steps,
+            guidance_scale=sampling.guidance_scale,
+            strength=sampling.strength,
+            generator=generator,
+            num_samples=sampling.num_samples,
+            deterministic_render=deterministic,
+            same_noise=sampling.same_noise,
+            progress=self.progress_bar,
+            chunk_size=chunk_size,
         )
+        return samples[:, 0].transpose(0, 1).flatten(0, 1).float()
 
     def _render_size(self, height: int | None, width: int | None) -> tuple[int, int]:
         default_h, default_w = self.model.image_size
@@ -461,6 +511,11 @@ class LagerNVSPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: OutputType = "pil",
         return_dict: bool = True,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        strength: float = 1.0,
+        num_samples: int = 1,
+        same_noise: bool = False,
     ) -> LagerNVSPipelineOutput | tuple[Any, Cameras]:
         """Render ``target_cameras`` of the scene shown by ``images``: :meth:`encode` then
         :meth:`render` (see both for the arguments). Returns PIL images by default."""
@@ -476,4 +531,9 @@ class LagerNVSPipeline(DiffusionPipeline):
             generator=generator,
             output_type=output_type,
             return_dict=return_dict,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            strength=strength,
+            num_samples=num_samples,
+            same_noise=same_noise,
         )
