@@ -187,7 +187,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     from lagernvs.demo import run_demo
 
     diffusers_logging.disable_progress_bar()
-    run_demo(args.output_dir, device=args.device)
+    run_demo(args.output_dir, device=args.device, sampled=args.mode == "sampled")
 
 
 def _run_convert(args: argparse.Namespace) -> None:
@@ -283,6 +283,12 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output-dir", default="lagernvs-demo")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--mode",
+        choices=["deterministic", "sampled"],
+        default="deterministic",
+        help="sampled: also draw samples of an extrapolated view with the bundled denoiser",
+    )
     parser.set_defaults(handler=_run_demo)
 
 

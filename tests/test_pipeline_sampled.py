@@ -92,3 +92,18 @@ def test_sampled_mode_errors(pipe: LagerNVSPipeline) -> None:
         _sample(pipe, 0, strength=1.5)
     with pytest.raises(ValueError, match="num_inference_steps"):
         _sample(pipe, 0, num_inference_steps=0)
+
+
+def test_sampled_demo_reports_spread_in_seen_and_unseen_pixels(
+    pipe: LagerNVSPipeline, tmp_path: Path
+) -> None:
+    from lagernvs.demo import SAMPLED_SEEDS, run_sampled_demo
+
+    summary = run_sampled_demo(pipe, tmp_path)
+    for key in ("spread_seen", "spread_unseen", "psnr_seen", "psnr_seen_deterministic"):
+        assert torch.isfinite(torch.tensor(summary[key])), key
+    assert summary["spread_unseen"] > 0 and summary["spread_seen"] > 0
+    assert 0 < summary["unseen_fraction"] < 1
+    assert sorted(p.name for p in tmp_path.glob("sampled_*.png")) == sorted(
+        f"sampled_{seed}.png" for seed in SAMPLED_SEEDS
+    )
