@@ -319,7 +319,11 @@ def test_colmap_downscaled_images_scale_intrinsics_and_unsupported_models(tmp_pa
     cams_only = load_scene(tmp_path, "colmap", require_images=False)
     assert cams_only.image_sizes.tolist() == [[30, 40]] and cams_only.fxfycxcy[0, 0] == 35.0
     with pytest.raises(FileNotFoundError, match="missing.*require_images=False"):
-        load_scene(tmp_path, "colmap")
+        load_scene(tmp_path, "colmap", require_images=True)
+    with pytest.warns(UserWarning, match="missing.*reading the cameras alone"):
+        default = load_scene(tmp_path, "colmap")
+    assert torch.equal(default.fxfycxcy, cams_only.fxfycxcy)
+    assert torch.equal(default.image_sizes, cams_only.image_sizes)
     fisheye = ColmapCamera(1, "OPENCV_FISHEYE", 40, 30, np.ones(8))
     write_colmap_text(ColmapModel({1: fisheye}, {1: image}, None), model)
     with pytest.raises(ValueError, match="OPENCV_FISHEYE is not supported.*undistort"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def load_scene(
     scene_id: str | None = None,
     split: str | None = None,
     image_dir: str | None = None,
-    require_images: bool = True,
+    require_images: bool | None = None,
 ) -> Scene:
     """Read one scene into a :class:`Scene`.
 
@@ -76,16 +77,34 @@ def load_scene(
             ``<batch>/<hash>`` or a bare hash.
         split: Re10k split (``train``/``test``), or the NeRF ``transforms_<split>.json`` to read.
         image_dir: image folder relative to the scene (default ``images``; DL3DV ``images_4``).
-        require_images: if True (default) every image file must exist and its size is read from
-            its header; if False, sizes come from the camera metadata (COLMAP, NeRF with w/h,
-            LLFF) and missing images are not an error.
+        require_images: if True every image file must exist and its size is read from its
+            header; if False, sizes come from the camera metadata (COLMAP, NeRF with w/h,
+            LLFF) and missing images are not an error. None (default): images are read when
+            they are all there; otherwise, with a warning, the cameras are read from the
+            metadata alone (an error when it lacks the image sizes).
 
     Raises:
         FileNotFoundError: missing camera files or images (names the files and the fix).
         ValueError: unknown or undetectable format, unsupported lens models, inconsistent frame
             counts, malformed metadata.
     """
-    path = Path(path)
+    if require_images is not None:
+        return _load_scene(Path(path), format, scene_id, split, image_dir, require_images)
+    try:
+        return _load_scene(Path(path), format, scene_id, split, image_dir, True)
+    except MissingImagesError as error:
+        warnings.warn(f"{error}; reading the cameras alone", stacklevel=2)
+        return _load_scene(Path(path), format, scene_id, split, image_dir, False)
+
+
+def _load_scene(
+    path: Path,
+    format: str | None,  # noqa: A002
+    scene_id: str | None,
+    split: str | None,
+    image_dir: str | None,
+    require_images: bool,
+) -> Scene:
     if format is None:
         if scene_id is not None:
             raise ValueError(
@@ -243,6 +262,10 @@ def _frame_ids(paths: Sequence[Path], base: Path) -> list[str]:
     return ids
 
 
+class MissingImagesError(FileNotFoundError):
+    """Image files named by a scene's camera metadata are not on disk."""
+
+
 def _list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -256,7 +279,7 @@ def _check_files(paths: Sequence[Path], what: str) -> None:
     if missing:
         shown = ", ".join(str(p) for p in missing[:_MAX_LISTED])
         more = f" (and {len(missing) - _MAX_LISTED} more)" if len(missing) > _MAX_LISTED else ""
-        raise FileNotFoundError(
+        raise MissingImagesError(
             f"{len(missing)} of {len(paths)} image files of {what} are missing: {shown}{more}; "
             "check the image folder (image_dir=) or pass require_images=False to read cameras only"
         )
