@@ -1,0 +1,345 @@
+"""DenoisingRenderer: the deterministic renderer fine-tuned into a pixel-space diffusion decoder.
+
+What the paper states (PAPER_NOTES §6): the encoder is frozen, the decoder keeps the same 12
+blocks in pixel space, its input layer gets extra channels for the noisy target image, and the
+timestep enters through adaLN-Zero. Our construction, around an unchanged
+:class:`~lagernvs.models.renderer.Renderer` (same module names, so its weights load as they are):
+
+* **Noisy-image channels.** A bias-free stride-``patch`` conv embeds the noisy target image and
+  its tokens are added to the ray-map patch tokens before ``tgt_norm``. Convolution is linear, so
+  this is exactly the paper's "extra input channels" of the patch-embedding conv
+  (``conv([rays; x_t]) = conv_rays(rays) + conv_x(x_t)``) while the pretrained conv keeps its shape.
+* **Timestep.** diffusers' sinusoidal ``Timesteps`` + ``TimestepEmbedding`` MLP give one vector per
+  target view; per block, ``SiLU -> Linear`` maps it to a shift and a scale for every LayerNorm and
+  a gate for every residual branch (attention output projection, MLP ``fc2``); the final LayerNorm
+  gets its own shift and scale. Norm outputs become ``norm(x) * (1 + scale) + shift`` and branch
+  outputs ``branch * (1 + gate)``. The scene-side norm whose keys/values are shared by every
+  target of a scene (``CrossAttentionBlock.norm2_kv``) is not modulated, so those keys/values stay
+  computed once per scene.
+* **Zero init = the deterministic renderer.** The noisy-image conv and every modulation layer
+  start at zero. DiT's adaLN-Zero zeroes the *gate* (a new block starts as the identity); here the
+  blocks are pretrained, so the gate multiplies ``1 + gate`` and a zero modulation leaves each block
+  exactly as trained: at step 0 the prediction equals the deterministic render for any noisy input
+  and timestep (``tests/test_denoiser.py::test_identity_at_init``), while gradients reach all new
+  parameters from the first step.
+* **Output = clean image (x0).** The pretrained head already maps tokens to the clean image through
+  a sigmoid, so the denoiser always predicts x0, returned in the diffusion range [-1, 1]
+  (``2 * sigmoid - 1``). The training objective (``sample``, ``epsilon``, ``v_prediction`` or flow
+  matching, :mod:`lagernvs.diffusion.objective`) is an exact conversion of this x0 and only changes
+  the loss weighting and what the scheduler is fed.
+* **Classifier-free guidance.** Dropped scene conditioning is replaced by one learned null scene
+  token broadcast to every scene-token position, so the unconditional branch sees a scene of the
+  usual shape (attention over V*Np tokens as in the conditional branch) in every variant.
+
+The modulation is injected with forward hooks on the renderer's own modules (its blocks and cores
+run unchanged, gradient checkpointing included). The hooks read the tensors of the latest call
+from ``self._conditioning``; they stay attached after the call so that checkpointed blocks
+recompute with them during the backward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor, nn
+
+from lagernvs.diffusion.objective import PREDICTION_TYPES
+from lagernvs.models.encoder import Mlp, PatchEmbed
+from lagernvs.models.lagernvs import LagerNVSModel
+from lagernvs.models.renderer import (
+    ATTENTION_TYPES,
+    RAY_CHANNELS,
+    RENDERER_CORES,
+    CrossAttentionBlock,
+    Renderer,
+    RendererAttention,
+)
+
+IMAGE_CHANNELS = 3
+
+
+class _Conditioning:
+    """Tensors of the current call that the forward hooks read (shared by all hooks)."""
+
+    def __init__(self) -> None:
+        self.noisy_tokens: Tensor | None = None
+        self.modulations: list[Tensor] = []  # per block (+ final layer): (N, sites, W)
+
+
+def _grouped(x: Tensor, targets: int) -> Tensor:
+    """View tokens (..., S, W) as (targets, tokens per target, W).
+
+    The renderer lays tokens out with one target view per row ((B*T, S, W), also (B, T, L, W))
+    or the T targets of a scene side by side along the token axis ((B, T*L, W)); both are
+    target-major in memory, so a reshape groups each target's tokens.
+    """
+    return x.reshape(targets, -1, x.shape[-1])
+
+
+class _NoisyTokensHook:
+    """Add the noisy-image tokens to the ray-map patch tokens (before ``tgt_norm``)."""
+
+    def __init__(self, state: _Conditioning) -> None:
+        self.state = state
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
+        noisy = self.state.noisy_tokens
+        if noisy is None or noisy.shape != output.shape:
+            raise RuntimeError(
+                "the renderer inside a DenoisingRenderer runs through its denoise()/forward(); "
+                "render deterministic views with the LagerNVSModel it was built from"
+            )
+        return output + noisy.to(output.dtype)
+
+
+class _NormHook:
+    """``norm(x) * (1 + scale) + shift`` with per-target shift/scale of modulation ``site``."""
+
+    def __init__(self, state: _Conditioning, index: int, site: int) -> None:
+        self.state, self.index, self.site = state, index, site
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
+        modulation = self.state.modulations[self.index].to(output.dtype)
+        shift, scale = modulation[:, self.site, None], modulation[:, self.site + 1, None]
+        grouped = _grouped(output, modulation.shape[0])
+        return (grouped * (1 + scale) + shift).view_as(output)
+
+
+class _GateHook:
+    """``branch * (1 + gate)`` with the per-target gate of modulation ``site``."""
+
+    def __init__(self, state: _Conditioning, index: int, site: int) -> None:
+        self.state, self.index, self.site = state, index, site
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
+        modulation = self.state.modulations[self.index].to(output.dtype)
+        gate = modulation[:, self.site, None]
+        return (_grouped(output, modulation.shape[0]) * (1 + gate)).view_as(output)
+
+
+def modulation_sites(block: nn.Module) -> tuple[list[nn.LayerNorm], list[nn.Linear]]:
+    """The LayerNorms and residual-branch output layers of a renderer block that get modulated.
+
+    Norms: every LayerNorm except the scene-side ``norm2_kv`` of a cross-attention block (its
+    keys/values are shared by all targets of a scene). Gates: the output projection of every
+    attention and the ``fc2`` of every MLP.
+    """
+    scene_side = block.norm2_kv if isinstance(block, CrossAttentionBlock) else None
+    norms = [m for m in block.modules() if isinstance(m, nn.LayerNorm) and m is not scene_side]
+    gates = [m.proj for m in block.modules() if isinstance(m, RendererAttention)]
+    gates += [m.fc2 for m in block.modules() if isinstance(m, Mlp)]
+    return norms, gates
+
+
+def _zero_linear(in_features: int, out_features: int) -> nn.Sequential:
+    """``SiLU -> Linear`` with zero weight and bias (adaLN-Zero)."""
+    linear = nn.Linear(in_features, out_features)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return nn.Sequential(nn.SiLU(), linear)
+
+
+class DenoisingRenderer(ModelMixin, ConfigMixin):
+    """The renderer as a diffusion decoder: (scene, target rays, noisy image, t) -> clean image.
+
+    Build it from a trained renderer with :meth:`from_renderer` (copies the deterministic
+    weights; the prediction then equals the deterministic render). See the module docstring for
+    the design. Images live in the diffusion range [-1, 1] here (``2 * image - 1``).
+
+    Args:
+        attention_type, width, depth, num_heads, patch_size, num_registers, mlp_ratio: the
+            renderer's configuration (as in :class:`~lagernvs.models.LagerNVSModel`).
+        timestep_channels: width of the sinusoidal timestep features.
+        objective: the training objective this denoiser was (or is being) trained with
+            (``sample``, ``epsilon``, ``v_prediction`` or ``flow``); it fixes which noise
+            schedule family its timesteps mean, which sampling checks against the scheduler.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        attention_type: str = "bidirectional_cross_attention",
+        width: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        patch_size: int = 8,
+        num_registers: int = 4,
+        mlp_ratio: float = 4.0,
+        timestep_channels: int = 256,
+        objective: str = "sample",
+    ) -> None:
+        super().__init__()
+        if objective not in PREDICTION_TYPES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {PREDICTION_TYPES}")
+        self.renderer = Renderer(
+            attention_type, width, depth, num_heads, patch_size, num_registers, mlp_ratio,
+            out_channels=IMAGE_CHANNELS,
+        )
+        self.noisy_embedder = PatchEmbed(IMAGE_CHANNELS, width, patch_size, bias=False)
+        nn.init.zeros_(self.noisy_embedder.proj.weight)
+        self.time_proj = Timesteps(timestep_channels, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(timestep_channels, width)
+        self.null_scene_token = nn.Parameter(torch.empty(width).normal_(std=0.02))
+
+        self._conditioning = _Conditioning()
+        state = self._conditioning
+        self.renderer.tgt_embedder.register_forward_hook(_NoisyTokensHook(state))
+        modulations = []
+        blocks = list(self.renderer.renderer_core.renderer_blocks)
+        for index, block in enumerate(blocks):
+            norms, gates = modulation_sites(block)
+            for number, norm in enumerate(norms):
+                norm.register_forward_hook(_NormHook(state, index, 2 * number))
+            for number, layer in enumerate(gates):
+                layer.register_forward_hook(_GateHook(state, index, 2 * len(norms) + number))
+            modulations.append(_zero_linear(width, (2 * len(norms) + len(gates)) * width))
+        self.block_modulations = nn.ModuleList(modulations)
+        self.final_modulation = _zero_linear(width, 2 * width)
+        self.renderer.final_layer.norm_final.register_forward_hook(
+            _NormHook(state, len(blocks), 0)
+        )
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_renderer(
+        cls, renderer: Renderer | LagerNVSModel, **config: Any
+    ) -> DenoisingRenderer:
+        """A denoiser holding a copy of ``renderer``'s weights (a LagerNVSModel's renderer too).
+
+        ``config`` sets the new options (``timestep_channels``, ``objective``); the architecture
+        is read from the renderer. The result is on the renderer's device and dtype.
+        """
+        if isinstance(renderer, LagerNVSModel):
+            renderer = renderer.renderer
+        if not isinstance(renderer, Renderer):
+            raise ValueError(
+                f"from_renderer needs a Renderer or LagerNVSModel, got {type(renderer).__name__}"
+            )
+        architecture = renderer_config(renderer)
+        clash = sorted(set(config) & set(architecture))
+        if clash:
+            raise ValueError(f"{clash} are read from the renderer; do not pass them")
+        parameter = next(renderer.parameters())
+        denoiser = cls(**architecture, **config).to(parameter.device)
+        denoiser.renderer.load_state_dict(renderer.state_dict())
+        return denoiser if parameter.dtype == torch.float32 else denoiser.to(parameter.dtype)
+
+    # ------------------------------------------------------------------ scene
+
+    def prepare_scene(self, scene_tokens: Tensor, drop: Tensor | bool | None = None) -> Any:
+        """Scene tokens (B, V, Np, W) -> what the blocks need, computed once per scene.
+
+        ``drop`` (bool, or a (B,) bool tensor) replaces the scene of the chosen samples by the
+        learned null scene (classifier-free guidance's unconditional branch).
+        """
+        width = self.config.width
+        if scene_tokens.dim() != 4 or scene_tokens.shape[-1] != width:
+            raise ValueError(
+                f"scene_tokens must be (B, V, Np, {width}), got {tuple(scene_tokens.shape)}"
+            )
+        if drop is not None:
+            mask = torch.as_tensor(drop, dtype=torch.bool, device=scene_tokens.device)
+            mask = mask.reshape(-1, 1, 1, 1).expand(scene_tokens.shape[0], 1, 1, 1)
+            null = self.null_scene_token.to(scene_tokens.dtype).expand_as(scene_tokens)
+            scene_tokens = torch.where(mask, null, scene_tokens)
+        return self.renderer.prepare_scene(scene_tokens)
+
+    # ------------------------------------------------------------------ denoise
+
+    def denoise(
+        self, scene: Any, noisy_images: Tensor, timesteps: Tensor | float, target_rays: Tensor
+    ) -> Tensor:
+        """Clean-image prediction (B, T, 3, H, W) in [-1, 1] against a prepared scene.
+
+        Args:
+            scene: :meth:`prepare_scene` output for B scenes.
+            noisy_images: (B, T, 3, H, W) noisy target images (diffusion range).
+            timesteps: a number, (B,) or (B, T) timesteps of the noise schedule.
+            target_rays: (B, T, 6, H, W) Plücker ray maps.
+        """
+        self._check_inputs(noisy_images, target_rays)
+        batch, targets = target_rays.shape[:2]
+        timesteps = torch.as_tensor(timesteps, device=target_rays.device)
+        if timesteps.dim() == 1:
+            timesteps = timesteps[:, None]
+        try:
+            timesteps = timesteps.expand(batch, targets)
+        except RuntimeError:
+            raise ValueError(
+                f"timesteps of shape {tuple(timesteps.shape)} do not broadcast to (B, T) = "
+                f"({batch}, {targets}); pass a number, (B,) or (B, T) values"
+            ) from None
+        dtype = self.time_embedding.linear_1.weight.dtype
+        embedding = self.time_embedding(self.time_proj(timesteps.flatten()).to(dtype))
+        state = self._conditioning
+        state.noisy_tokens = self.noisy_embedder(noisy_images.flatten(0, 1).to(dtype))
+        state.modulations = [
+            layer(embedding).unflatten(-1, (-1, self.config.width))
+            for layer in [*self.block_modulations, self.final_modulation]
+        ]
+        return self.renderer.render_views(scene, target_rays) * 2 - 1
+
+    def forward(
+        self,
+        noisy_images: Tensor,
+        timesteps: Tensor | float,
+        target_rays: Tensor,
+        scene_tokens: Tensor,
+        drop_scene: Tensor | bool | None = None,
+    ) -> Tensor:
+        """:meth:`prepare_scene` then :meth:`denoise`: the clean image (B, T, 3, H, W) in [-1, 1].
+
+        ``drop_scene`` ((B,) bool) swaps chosen samples' scenes for the null scene (training
+        with classifier-free guidance).
+        """
+        return self.denoise(
+            self.prepare_scene(scene_tokens, drop_scene), noisy_images, timesteps, target_rays
+        )
+
+    def _check_inputs(self, noisy_images: Tensor, target_rays: Tensor) -> None:
+        patch = self.config.patch_size
+        if target_rays.dim() != 5 or target_rays.shape[2] != RAY_CHANNELS:
+            raise ValueError(
+                f"target_rays must be (B, T, {RAY_CHANNELS}, H, W), got {tuple(target_rays.shape)}"
+            )
+        height, width = target_rays.shape[-2:]
+        if height % patch or width % patch:
+            raise ValueError(
+                f"target views are {height}x{width}; H and W must be multiples of the patch size "
+                f"{patch}"
+            )
+        expected = (*target_rays.shape[:2], IMAGE_CHANNELS, height, width)
+        if tuple(noisy_images.shape) != expected:
+            raise ValueError(
+                f"noisy_images must be (B, T, 3, H, W) = {expected} to match target_rays, got "
+                f"{tuple(noisy_images.shape)}"
+            )
+
+
+def renderer_config(renderer: Renderer) -> dict[str, Any]:
+    """The architecture arguments of a :class:`Renderer` instance, read from its modules."""
+    core_types = {core: name for name, core in RENDERER_CORES.items()}
+    attention_type = core_types.get(type(renderer.renderer_core))
+    if attention_type not in ATTENTION_TYPES:
+        raise ValueError(f"unknown renderer core {type(renderer.renderer_core).__name__}")
+    width = renderer.tgt_norm.normalized_shape[0]
+    attention = next(m for m in renderer.modules() if isinstance(m, RendererAttention))
+    mlp = next(m for m in renderer.modules() if isinstance(m, Mlp))
+    if renderer.out_channels != IMAGE_CHANNELS:
+        raise ValueError(f"the renderer outputs {renderer.out_channels} channels, not RGB")
+    return {
+        "attention_type": attention_type,
+        "width": width,
+        "depth": len(renderer.renderer_core.renderer_blocks),
+        "num_heads": attention.num_heads,
+        "patch_size": renderer.patch_size,
+        "num_registers": renderer.num_registers,
+        "mlp_ratio": mlp.fc1.out_features / width,
+    }
