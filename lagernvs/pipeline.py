@@ -44,6 +44,7 @@ from lagernvs.cameras import (
 from lagernvs.data.images import image_to_tensor, read_image
 from lagernvs.data.preprocess import crop_resize_images
 from lagernvs.data.scene import Scene
+from lagernvs.diffusion.denoiser import DenoisingRenderer  # noqa: F401 (diffusers loads it by name)
 from lagernvs.models import LagerNVSModel
 
 __all__ = ["LagerNVSPipeline", "LagerNVSPipelineOutput", "LagerNVSScene"]

@@ -107,3 +107,21 @@ def test_sampled_demo_reports_spread_in_seen_and_unseen_pixels(
     assert sorted(p.name for p in tmp_path.glob("sampled_*.png")) == sorted(
         f"sampled_{seed}.png" for seed in SAMPLED_SEEDS
     )
+
+
+def test_saved_pipeline_with_denoiser_loads_in_a_fresh_process(
+    pipe: LagerNVSPipeline, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    pipe.save_pretrained(tmp_path)
+    code = (
+        "import sys; from lagernvs import LagerNVSPipeline; "
+        "p = LagerNVSPipeline.from_pretrained(sys.argv[1]); print(type(p.denoiser).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("DenoisingRenderer")
