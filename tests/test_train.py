@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate import PartialState
 
 from lagernvs.data.shards import write_shards
 from lagernvs.data.synthetic import write_synthetic_dataset
@@ -27,6 +28,7 @@ from lagernvs.training.train import (
     build_streams,
     load_train_config,
     main,
+    prepare_synthetic_shards,
     run_training,
 )
 
@@ -101,15 +103,14 @@ def held_out_psnr(model: torch.nn.Module, batches) -> dict[str, float]:
     return {name: torch.cat(values).mean().item() for name, values in scores.items()}
 
 
-def test_tiny_run_learns_on_synthetic_shards(tmp_path, shards, one_thread):
-    """Loss falls; on held-out scenes the model reaches the context mean-colour level.
+def test_tiny_config_learns_to_render_better_than_both_baselines(tmp_path, one_thread):
+    """`configs/train/tiny.yaml` as shipped: the loss falls and, on held-out scenes, the model
+    beats the context mean colour and the nearest source view.
 
-    Measured on this CPU (see the issue note): beating the nearest-source-view baseline takes
-    about 1500 steps of a 64-wide tiny model, far beyond a unit test's budget, so here the bar
-    is the untrained model (+1.5 dB) and the context mean colour (within 0.3 dB).
+    Measured on this CPU (see the issue note): about 60 s for 600 steps on one thread; held-out
+    PSNR 17.5 dB against 16.2 (mean colour) and 16.6 (nearest view), untrained 11.1.
     """
-    overrides = _shard_overrides(shards) + ["loop.max_steps=150", "loop.eval_every=50"]
-    config = load_train_config(TINY, overrides + ["data.val_batches=4"])
+    config = load_train_config(TINY)
     torch.manual_seed(0)
     from lagernvs.models import LagerNVSModel
 
@@ -117,14 +118,16 @@ def test_tiny_run_learns_on_synthetic_shards(tmp_path, shards, one_thread):
     started = time.perf_counter()
     state = run_training(config, tmp_path)
     seconds = time.perf_counter() - started
-    assert state.step == 150 and not state.stopped and state.skipped_steps == 0
+    assert state.step == config.loop.max_steps and not state.stopped
+    assert state.skipped_steps == 0
 
     records = read_metrics(tmp_path / "logs")
     losses = [r["loss/total"] for r in records if "loss/total" in r]
-    assert sum(losses[-3:]) / 3 < 0.7 * losses[0], losses
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
     val_curve = [(r["step"], round(r["val/psnr"], 2)) for r in records if "val/psnr" in r]
 
-    _, val = build_streams(config.data, 4, 0, 0)  # the loop's validation views
+    written = prepare_synthetic_shards(config.data, tmp_path, PartialState())  # already there
+    _, val = build_streams(written, 4, 0, 0)  # the loop's validation views
     trained = LagerNVSModel.from_pretrained(str(tmp_path / "model")).eval()
     scores = held_out_psnr(trained, val)
     before = held_out_psnr(untrained, val)["model"]
@@ -132,8 +135,9 @@ def test_tiny_run_learns_on_synthetic_shards(tmp_path, shards, one_thread):
         f"tiny run {seconds:.0f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}; val PSNR "
         f"{val_curve}; held-out PSNR untrained {before:.2f}, {scores}"
     )
-    assert scores["model"] > before + 1.5, (before, scores)
-    assert scores["model"] > scores["mean_colour"] - 0.3, scores
+    assert scores["model"] > before + 3.0, (before, scores)
+    assert scores["model"] > scores["mean_colour"] + 0.3, scores
+    assert scores["model"] > scores["nearest_view"] + 0.2, scores
 
 
 def test_mixed_stream_draws_by_weight_and_resumes_where_it_stopped():

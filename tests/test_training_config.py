@@ -51,7 +51,7 @@ def test_batch_not_divisible_by_world_size_names_the_key():
 def test_tiny_config_is_small_and_synthetic():
     config = load_train_config(CONFIGS / "tiny.yaml")
     assert config.model.preset == "tiny" and config.data.synthetic is not None
-    assert config.data.synthetic.image_size <= 64 and config.loop.max_steps <= 500
+    assert config.data.synthetic.image_size <= 64 and config.loop.max_steps <= 1000
     assert config.loss.perceptual_weight == 0.0
     assert config.loop.gradient_accumulation_steps(1) == 1
 
