@@ -46,6 +46,7 @@ from lagernvs.evaluation.protocol import (
     load_model,
     load_protocol,
 )
+from lagernvs.training.config import config_parser
 from lagernvs.weights import INCEPTION_FID, VGG16_IMAGENET
 
 __all__ = [
@@ -588,20 +589,12 @@ def format_metrics(metrics: dict[str, float | None]) -> str:
 
 
 def build_parser(prog: str = "lagernvs eval") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Evaluate a model on a protocol (configs/eval/*.yaml)."
+    return config_parser(
+        prog,
+        "Evaluate a model on a protocol (configs/eval/*.yaml).",
+        "protocol YAML, or a configs/eval name",
+        "--set batch_size=4 --set metrics.lpips=false",
     )
-    parser.add_argument("--config", required=True, help="protocol YAML, or a configs/eval name")
-    parser.add_argument("--output-dir", required=True, help="folder for results (resumable)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a protocol key, e.g. --set batch_size=4 --set metrics.lpips=false",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ that uses the training loop; `TrainConfig` is the deterministic model's file lay
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -158,6 +159,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 f"override {item!r}: the value is not valid YAML ({error.problem}); quote it"
             ) from None
     return data
+
+
+def config_parser(
+    prog: str, description: str, config_help: str, set_example: str
+) -> argparse.ArgumentParser:
+    """The `--config FILE --output-dir DIR [--set key=value ...]` parser every entry point uses."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help=config_help)
+    parser.add_argument("--output-dir", required=True, type=Path, help="run folder (resumable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. {set_example} (repeatable)",
+    )
+    return parser
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:

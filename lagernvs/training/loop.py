@@ -202,6 +202,12 @@ class TrainState:
     skipped_steps: int = 0
     stopped: bool = False  # the last `train()` ended early on a stop request
 
+    def summary(self, saved_to: Path) -> str:
+        """One line for the end of a run: resume hint when stopped, else where the result is."""
+        if self.stopped:
+            return f"stopped at step {self.step}; run the same command again to resume"
+        return f"finished {self.step} steps ({self.skipped_steps} skipped); saved to {saved_to}"
+
 
 class Trainer:
     """One training run of `model` on `train_stream` minimising `compute_loss`.

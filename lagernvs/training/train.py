@@ -42,6 +42,7 @@ from lagernvs.training.config import (
     LoopConfig,
     ModelConfig,
     OptimConfig,
+    config_parser,
     load_config,
     sampler_arguments,
     to_dict,
@@ -316,34 +317,19 @@ def run_training(config: TrainConfig, output_dir: str | Path) -> TrainState:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lagernvs train", description="Train the deterministic LagerNVS model."
+    return config_parser(
+        "lagernvs train",
+        "Train the deterministic LagerNVS model.",
+        "training YAML file",
+        "--set optim.lr=1e-4",
     )
-    parser.add_argument("--config", required=True, type=Path, help="training YAML file")
-    parser.add_argument("--output-dir", required=True, type=Path, help="run folder (resumable)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=1e-4 (repeatable)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_train_config(args.config, args.overrides)
     state = run_training(config, args.output_dir)
-    if state.stopped:
-        message = f"stopped at step {state.step}; run the same command again to resume"
-    else:
-        message = (
-            f"finished {state.step} steps ({state.skipped_steps} skipped); model saved to "
-            f"{args.output_dir / 'model'}"
-        )
-    PartialState().print(message)
+    PartialState().print(state.summary(args.output_dir / "model"))
     return 0
 
 

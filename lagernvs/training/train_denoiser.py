@@ -37,6 +37,7 @@ from lagernvs.training.config import (
     LoopConfig,
     ModelConfig,
     OptimConfig,
+    config_parser,
     load_config,
     to_dict,
 )
@@ -185,35 +186,19 @@ def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lagernvs train-denoiser",
-        description="Fine-tune the renderer of a trained model into the diffusion decoder.",
+    return config_parser(
+        "lagernvs train-denoiser",
+        "Fine-tune the renderer of a trained model into the diffusion decoder.",
+        "denoiser training YAML",
+        "--set objective.prediction_type=flow",
     )
-    parser.add_argument("--config", required=True, type=Path, help="denoiser training YAML")
-    parser.add_argument("--output-dir", required=True, type=Path, help="run folder (resumable)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set objective.prediction_type=flow (repeatable)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_denoiser_config(args.config, args.overrides)
     state = run_denoiser_training(config, args.output_dir)
-    if state.stopped:
-        message = f"stopped at step {state.step}; run the same command again to resume"
-    else:
-        message = (
-            f"finished {state.step} steps ({state.skipped_steps} skipped); pipeline saved to "
-            f"{args.output_dir / 'pipeline'}"
-        )
-    PartialState().print(message)
+    PartialState().print(state.summary(args.output_dir / "pipeline"))
     return 0
 
 
