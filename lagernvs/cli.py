@@ -287,7 +287,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         "--mode",
         choices=["deterministic", "sampled"],
         default="deterministic",
-        help="sampled: also draw samples of an extrapolated view with the bundled denoiser",
+        help="sampled: also draw samples of extrapolated views with the bundled denoiser",
     )
     parser.set_defaults(handler=_run_demo)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import torch
 
@@ -26,14 +25,15 @@ def test_bundled_assets_are_small_safetensors_and_held_out_scenes():
 
 
 def test_demo_pipeline_renders_the_bundled_scenes_better_than_the_nearest_view(tmp_path):
-    started = time.perf_counter()
+    """Measured (``lagernvs/assets/demo_model/training.json``): PSNR 21.95 / SSIM 0.634 against
+    19.16 / 0.616 for the nearest source view."""
     pipe = lagernvs.demo_pipeline()
     metrics = demo.run_demo(tmp_path, pipe=pipe, verbose=False)
-    assert time.perf_counter() - started < 60
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["deterministic"] == metrics["deterministic"]
     ours, nearest = metrics["deterministic"], metrics["baseline_nearest_view"]
-    assert ours["psnr"] > nearest["psnr"], metrics
+    assert ours["psnr"] > nearest["psnr"] + 1.5, metrics
+    assert ours["ssim"] > nearest["ssim"], metrics
     assert (tmp_path / "orbit.mp4").stat().st_size > 0
     assert len(list(tmp_path.glob("*.png"))) == metrics["num_scenes"]
 

@@ -1,0 +1,116 @@
+"""Fine-tune and package the bundled demo denoiser, reproducibly.
+
+    OMP_NUM_THREADS=1 python scripts/train_demo_denoiser.py [--run-dir runs/demo-denoiser]
+        [--set key=value ...]
+
+1. Fine-tunes the renderer of the bundled demo model (``lagernvs/assets/demo_model``, encoder
+   frozen) into a denoiser with ``configs/train/denoiser_demo.yaml`` (re-running resumes).
+2. Copies the denoiser and its scheduler into ``lagernvs/assets/demo_denoiser``.
+3. Runs the sampled demo on it (the seen/unseen spread that ``tests/test_diffusion_spread.py``
+   checks), measures video flicker with independent and shared initial noise, and records
+   config, wall time, the demo model's sha256 and the numbers in ``training.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from lagernvs.camera_batch import Cameras
+from lagernvs.data.synthetic import render_synthetic_scene
+from lagernvs.demo import (
+    DEMO_DENOISER_DIR,
+    DEMO_MODEL_DIR,
+    SAMPLED_CONTEXT,
+    SAMPLED_STEPS,
+    demo_pipeline,
+    run_sampled_demo,
+)
+from lagernvs.diffusion import flicker
+from lagernvs.pipeline import LagerNVSPipeline
+from lagernvs.training.config import to_dict
+from lagernvs.training.train_denoiser import load_denoiser_config, run_denoiser_training
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "train" / "denoiser_demo.yaml"
+FLICKER_SEED, FLICKER_FRAMES = 101, 10
+MAX_DENOISER_BYTES = 25 * 2**20
+
+
+def video_flicker(pipe: LagerNVSPipeline) -> dict[str, float]:
+    """Flicker of a 10-frame walk: sampled with independent / shared noise, deterministic."""
+    height, width = pipe.model.image_size
+    render = render_synthetic_scene(FLICKER_SEED, FLICKER_FRAMES, height, width)
+    context = list(SAMPLED_CONTEXT)
+    sources = Cameras(render.c2w[context], render.fxfycxcy[context], (height, width))
+    walk = Cameras(render.c2w, render.fxfycxcy, (height, width))
+    encoded = pipe.encode(render.images[context], sources)
+
+    def sampled(same_noise: bool) -> torch.Tensor:
+        return pipe.render(
+            encoded, walk, mode="sampled", num_inference_steps=SAMPLED_STEPS,
+            same_noise=same_noise, generator=torch.Generator().manual_seed(FLICKER_SEED),
+        ).images
+
+    return {
+        "independent_noise": round(float(flicker(sampled(False))), 4),
+        "same_noise": round(float(flicker(sampled(True))), 4),
+        "deterministic": round(float(flicker(pipe.render(encoded, walk).images)), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "demo-denoiser")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    config = load_denoiser_config(CONFIG, args.overrides)
+    weights = DEMO_MODEL_DIR / "model" / "diffusion_pytorch_model.safetensors"
+    model_sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    started = time.perf_counter()
+    state = run_denoiser_training(config, args.run_dir)
+    wall = time.perf_counter() - started
+    if state.stopped:
+        print(f"stopped at step {state.step}; run the same command again to resume")
+        return
+
+    shutil.rmtree(DEMO_DENOISER_DIR, ignore_errors=True)
+    for part in ("denoiser", "scheduler"):
+        shutil.copytree(args.run_dir / "pipeline" / part, DEMO_DENOISER_DIR / part)
+    config_path = DEMO_DENOISER_DIR / "denoiser" / "config.json"  # drop the local run path
+    denoiser_config = json.loads(config_path.read_text())
+    denoiser_config.pop("_name_or_path", None)
+    config_path.write_text(json.dumps(denoiser_config, indent=2))
+    size = sum(p.stat().st_size for p in DEMO_DENOISER_DIR.rglob("*") if p.is_file())
+    if size > MAX_DENOISER_BYTES:
+        raise RuntimeError(f"the demo denoiser is {size / 2**20:.1f} MiB, over the 25 MiB budget")
+
+    pipe = demo_pipeline(with_denoiser=True)
+    record = {
+        "config": "configs/train/denoiser_demo.yaml",
+        "command": "OMP_NUM_THREADS=1 python scripts/train_demo_denoiser.py",
+        "resolved_config": to_dict(config),
+        "steps": state.step,
+        "skipped_steps": state.skipped_steps,
+        "wall_seconds": round(wall, 1),
+        "torch_threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in pipe.denoiser.parameters()),
+        "denoiser_bytes": size,
+        "demo_model_sha256": model_sha256,
+        "sampled_demo": run_sampled_demo(pipe, args.run_dir / "sampled-demo"),
+        "flicker_10_frame_walk": video_flicker(pipe),
+    }
+    (DEMO_DENOISER_DIR / "training.json").write_text(json.dumps(record, indent=1))
+    summary = {k: v for k, v in record["sampled_demo"].items() if k != "per_scene"}
+    print(json.dumps({**summary, "flicker": record["flicker_10_frame_walk"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
