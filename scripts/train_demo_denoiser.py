@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from bundled_assets import finish_asset
 
 from lagernvs.camera_batch import Cameras
 from lagernvs.data.synthetic import render_synthetic_scene
@@ -40,7 +41,6 @@ from lagernvs.training.train_denoiser import load_denoiser_config, run_denoiser_
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "denoiser_demo.yaml"
 FLICKER_SEED, FLICKER_FRAMES = 101, 10
-MAX_DENOISER_BYTES = 25 * 2**20
 
 
 def video_flicker(pipe: LagerNVSPipeline) -> dict[str, float]:
@@ -84,13 +84,9 @@ def main() -> None:
     shutil.rmtree(DEMO_DENOISER_DIR, ignore_errors=True)
     for part in ("denoiser", "scheduler"):
         shutil.copytree(args.run_dir / "pipeline" / part, DEMO_DENOISER_DIR / part)
-    config_path = DEMO_DENOISER_DIR / "denoiser" / "config.json"  # drop the local run path
-    denoiser_config = json.loads(config_path.read_text())
-    denoiser_config.pop("_name_or_path", None)
-    config_path.write_text(json.dumps(denoiser_config, indent=2))
-    size = sum(p.stat().st_size for p in DEMO_DENOISER_DIR.rglob("*") if p.is_file())
-    if size > MAX_DENOISER_BYTES:
-        raise RuntimeError(f"the demo denoiser is {size / 2**20:.1f} MiB, over the 25 MiB budget")
+    size = finish_asset(
+        DEMO_DENOISER_DIR, DEMO_DENOISER_DIR / "denoiser" / "config.json", "the demo denoiser"
+    )
 
     pipe = demo_pipeline(with_denoiser=True)
     record = {

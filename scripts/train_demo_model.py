@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from bundled_assets import finish_asset
 
 from lagernvs.data.shards import read_index
 from lagernvs.data.synthetic import write_synthetic_dataset
@@ -38,7 +39,6 @@ NUM_DEMO_SCENES = 4
 NUM_FRAMES = 10
 CONTEXT = [2, 7]
 TARGETS = [3, 4, 5, 6]
-MAX_MODEL_BYTES = 25 * 2**20
 
 
 def write_demo_scenes(training_ids: set[str], size: int) -> list[str]:
@@ -87,13 +87,7 @@ def main() -> None:
     shutil.rmtree(DEMO_MODEL_DIR, ignore_errors=True)
     model = LagerNVSModel.from_pretrained(args.run_dir / "model")
     LagerNVSPipeline(model=model).save_pretrained(DEMO_MODEL_DIR)
-    config_path = DEMO_MODEL_DIR / "model" / "config.json"  # drop the local run path
-    model_config = json.loads(config_path.read_text())
-    model_config.pop("_name_or_path", None)
-    config_path.write_text(json.dumps(model_config, indent=2))
-    size = sum(p.stat().st_size for p in DEMO_MODEL_DIR.rglob("*") if p.is_file())
-    if size > MAX_MODEL_BYTES:
-        raise RuntimeError(f"the demo model is {size / 2**20:.1f} MiB, over the 25 MiB budget")
+    size = finish_asset(DEMO_MODEL_DIR, DEMO_MODEL_DIR / "model" / "config.json", "the demo model")
 
     metrics = run_demo(args.run_dir / "demo")
     record = {

@@ -1,0 +1,22 @@
+"""Shared last step of the scripts that package bundled assets (demo model, demo denoiser)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MAX_ASSET_BYTES = 25 * 2**20
+
+
+def finish_asset(folder: Path, config_path: Path, what: str) -> int:
+    """Drop the local run path from `config_path`, check `folder` against the size budget.
+
+    Returns the folder's size in bytes.
+    """
+    config = json.loads(config_path.read_text())
+    config.pop("_name_or_path", None)
+    config_path.write_text(json.dumps(config, indent=2))
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    if size > MAX_ASSET_BYTES:
+        raise RuntimeError(f"{what} is {size / 2**20:.1f} MiB, over the 25 MiB budget")
+    return size
