@@ -293,6 +293,7 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
         num_inference_steps=SAMPLED_STEPS,
         guidance_scale=SAMPLED_GUIDANCE,
         scenes=len(rows),
+        views=len(rows) * len(targets),
         per_scene=rows,
     )
     return summary
@@ -316,7 +317,7 @@ def _print_summary(metrics: dict[str, Any], output_dir: Path, video: Path) -> No
     if "sampled" in metrics:
         sampled = metrics["sampled"]
         print(
-            f"  sampled ({sampled['num_samples']} samples of {2 * sampled['scenes']} "
+            f"  sampled ({sampled['num_samples']} samples of {sampled['views']} "
             f"extrapolated views): spread "
             f"{sampled['spread_seen']:.3f} in seen vs {sampled['spread_unseen']:.3f} in unseen "
             f"pixels; PSNR in seen pixels {sampled['psnr_seen']:.2f} dB "

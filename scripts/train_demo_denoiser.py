@@ -77,8 +77,8 @@ def main() -> None:
     started = time.perf_counter()
     state = run_denoiser_training(config, args.run_dir)
     wall = time.perf_counter() - started
+    print(state.summary(args.run_dir / "pipeline"))
     if state.stopped:
-        print(f"stopped at step {state.step}; run the same command again to resume")
         return
 
     shutil.rmtree(DEMO_DENOISER_DIR, ignore_errors=True)

@@ -78,8 +78,8 @@ def main() -> None:
     started = time.perf_counter()
     state = run_training(config, args.run_dir)
     train_seconds = time.perf_counter() - started
+    print(state.summary(args.run_dir / "model"))
     if state.stopped:
-        print(f"stopped at step {state.step}; run the same command again to resume")
         return
 
     training_ids = set(read_index(Path(data.train[0].shards) / "index.json")["scenes"])
