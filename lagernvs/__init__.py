@@ -8,7 +8,8 @@ and ``lagernvs --help`` stay fast and do not load torch/diffusers until a class 
 * :class:`LagerNVSModel`: the deterministic encoder-renderer.
 * :class:`Cameras`: camera batches (OpenCV camera-to-world, pixel intrinsics, image sizes).
 * :func:`load_scene`, :class:`Scene`: read captures (Re10k, DL3DV, NeRF, COLMAP, LLFF).
-* :func:`demo_pipeline`: the small bundled demo model.
+* :func:`load_pipeline`: the one loader (``"demo"``, folders, official checkpoints, presets);
+  :func:`demo_pipeline`: the small bundled demo model.
 * :mod:`lagernvs.trajectories`: camera paths (interpolate, orbit, dolly, extrapolate).
 """
 
@@ -26,7 +27,8 @@ _EXPORTS = {
     "LagerNVSPipelineOutput": "lagernvs.pipeline",
     "LagerNVSScene": "lagernvs.pipeline",
     "Scene": "lagernvs.data.scene",
-    "demo_pipeline": "lagernvs.demo",
+    "demo_pipeline": "lagernvs.pipeline.loading",
+    "load_pipeline": "lagernvs.pipeline.loading",
     "load_scene": "lagernvs.data.sources",
 }
 _SUBMODULES = ("cameras", "data", "models", "pipeline", "trajectories")
@@ -42,6 +44,7 @@ __all__ = [
     "cameras",
     "data",
     "demo_pipeline",
+    "load_pipeline",
     "load_scene",
     "models",
     "pipeline",
@@ -53,9 +56,9 @@ if TYPE_CHECKING:
     from lagernvs.camera_batch import Cameras
     from lagernvs.data.scene import Scene
     from lagernvs.data.sources import load_scene
-    from lagernvs.demo import demo_pipeline
     from lagernvs.models import LagerNVSModel
     from lagernvs.pipeline import LagerNVSPipeline, LagerNVSPipelineOutput, LagerNVSScene
+    from lagernvs.pipeline.loading import demo_pipeline, load_pipeline
 
 
 def __getattr__(name: str) -> Any:

@@ -14,10 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int | None]
 PATH_KINDS = ("interpolate", "orbit", "dolly", "extrapolate")
@@ -25,53 +22,6 @@ PATH_KINDS = ("interpolate", "orbit", "dolly", "extrapolate")
 
 class UserFacingError(Exception):
     """An error whose message is meant for the command-line user, printed as one line."""
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-def write_frames(frames: np.ndarray, folder: str | Path) -> list[Path]:
-    """Write (T, H, W, 3) float frames in [0, 1] as ``folder/00000.png`` ..."""
-    import numpy as np
-    from PIL import Image
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    pixels = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    paths = []
-    for index, frame in enumerate(pixels):
-        path = folder / f"{index:05d}.png"
-        Image.fromarray(frame).save(path)
-        paths.append(path)
-    return paths
-
-
-def write_video(frames: np.ndarray, path: str | Path, fps: float = 24.0, upscale: int = 1) -> Path:
-    """Encode (T, H, W, 3) float frames in [0, 1] as an H.264 mp4 (imageio-ffmpeg).
-
-    ``upscale`` enlarges every frame by an integer factor (nearest neighbour) for small models.
-    Frames are padded to even sizes, which H.264 requires.
-    """
-    import imageio.v2 as imageio
-    import numpy as np
-
-    if upscale < 1:
-        raise ValueError(f"upscale must be a positive integer, got {upscale}")
-    pixels = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    pixels = pixels.repeat(upscale, axis=1).repeat(upscale, axis=2)
-    pad_h, pad_w = pixels.shape[1] % 2, pixels.shape[2] % 2
-    pixels = np.pad(pixels, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio.get_writer(
-        path, fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p"
-    )
-    try:
-        for frame in pixels:
-            writer.append_data(frame)
-    finally:
-        writer.close()
-    return path
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -165,6 +115,8 @@ def _path_cameras(args: argparse.Namespace, sources: Any, image_size: tuple[int,
 
 
 def _run_render(args: argparse.Namespace) -> None:
+    from lagernvs.io import write_frames, write_video
+
     images, cameras = _render_inputs(args)
     pipe = _load_pipeline(args)
     pipe.set_progress_bar_config(desc="render", leave=False)

@@ -23,11 +23,13 @@ from torch import Tensor
 
 from lagernvs.camera_batch import Cameras
 from lagernvs.pipeline import LagerNVSPipeline
+from lagernvs.pipeline.loading import (
+    DEMO_DENOISER_DIR,
+    DEMO_MODEL_DIR,
+    DEMO_SCENES_DIR,
+    demo_pipeline,
+)
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEMO_MODEL_DIR = ASSETS / "demo_model"
-DEMO_SCENES_DIR = ASSETS / "demo_scenes"
-DEMO_DENOISER_DIR = ASSETS / "demo_denoiser"
 # Sampled demo: procedural scenes (so that depth and visibility are exact; the seeds are not
 # among the training scenes, which are seeded with 32-bit draws), two source views in the middle
 # of a 10-frame walk and targets beyond both of its ends, outside the span of the sources.
@@ -51,40 +53,6 @@ __all__ = [
     "run_demo",
     "run_sampled_demo",
 ]
-
-
-def demo_pipeline(
-    device: str | torch.device = "cpu", with_denoiser: bool | None = None
-) -> LagerNVSPipeline:
-    """The bundled demo pipeline (64x64 views), loaded from the package without network.
-
-    The bundled demo denoiser and its scheduler (fine-tuned from the demo model, for
-    ``mode="sampled"``) are attached when ``with_denoiser`` is True (required) or None (when
-    present); False loads the deterministic model only.
-    """
-    if not (DEMO_MODEL_DIR / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"the bundled demo model is missing from {DEMO_MODEL_DIR}; reinstall lagernvs or "
-            "rebuild it with scripts/train_demo_model.py"
-        )
-    pipe = LagerNVSPipeline.from_pretrained(DEMO_MODEL_DIR, local_files_only=True)
-    has_denoiser = (DEMO_DENOISER_DIR / "denoiser" / "config.json").is_file()
-    if with_denoiser or (with_denoiser is None and has_denoiser):
-        from diffusers import DDIMScheduler
-
-        from lagernvs.diffusion import DenoisingRenderer
-
-        if not has_denoiser:
-            raise FileNotFoundError(
-                f"the bundled demo denoiser is missing from {DEMO_DENOISER_DIR}; reinstall "
-                "lagernvs or use the deterministic demo"
-            )
-        pipe.register_modules(
-            denoiser=DenoisingRenderer.from_pretrained(DEMO_DENOISER_DIR, subfolder="denoiser"),
-            scheduler=DDIMScheduler.from_pretrained(DEMO_DENOISER_DIR, subfolder="scheduler"),
-        )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(torch.device(device))
 
 
 @dataclass
@@ -128,7 +96,7 @@ def nearest_source_view(sources: Tensor, source_cameras: Cameras, targets: Camer
 
 
 def _scores(pred: Tensor, target: Tensor) -> dict[str, float]:
-    from lagernvs.evaluation.metrics import psnr, ssim
+    from lagernvs.quality import psnr, ssim
 
     return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
 
@@ -171,7 +139,7 @@ def run_demo(
     from torchvision.utils import save_image
 
     from lagernvs import trajectories
-    from lagernvs.cli import write_video
+    from lagernvs.io import write_video
 
     started = time.perf_counter()
     pipe = demo_pipeline(device, with_denoiser=sampled or None) if pipe is None else pipe
@@ -238,7 +206,7 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
 
     from lagernvs.data.synthetic import render_synthetic_scene, visibility_mask
     from lagernvs.diffusion import spread_by_visibility
-    from lagernvs.evaluation.metrics import psnr
+    from lagernvs.quality import psnr
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

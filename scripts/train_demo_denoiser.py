@@ -35,7 +35,7 @@ from lagernvs.demo import (
 )
 from lagernvs.diffusion import flicker
 from lagernvs.pipeline import LagerNVSPipeline
-from lagernvs.training.config import to_dict
+from lagernvs.config import to_dict
 from lagernvs.training.train_denoiser import load_denoiser_config, run_denoiser_training
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from lagernvs.data.synthetic import write_synthetic_dataset
 from lagernvs.demo import DEMO_MODEL_DIR, DEMO_SCENES_DIR, DEMO_SPLIT, VIEWS_FILE, run_demo
 from lagernvs.models import LagerNVSModel
 from lagernvs.pipeline import LagerNVSPipeline
-from lagernvs.training.config import to_dict
+from lagernvs.config import to_dict
 from lagernvs.training.train import load_train_config, prepare_synthetic_shards, run_training
 
 REPO = Path(__file__).resolve().parents[1]

@@ -38,6 +38,13 @@ def shared_data_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache: the folder where pretrained weight files would be looked up."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path / "hub" / "checkpoints"
+
+
 @pytest.fixture(autouse=True)
 def _cpu_float32_determinism():
     torch.manual_seed(0)

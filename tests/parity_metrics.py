@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from lagernvs.evaluation.metrics import SSIM_SIGMA, SSIM_WINDOW, gaussian_window, psnr, ssim
+from lagernvs.quality import SSIM_SIGMA, SSIM_WINDOW, gaussian_window, psnr, ssim
 
 PSNR_TOL_DB = 1e-4
 SSIM_TOL = 1e-6

@@ -198,7 +198,7 @@ def test_model_protocol_resolution_mismatch(tmp_path: Path, model_dir: Path) -> 
 def test_missing_lpips_and_fid_weights_name_the_file(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("lagernvs.weights.hub_checkpoint_dir", lambda: tmp_path / "hub")
+    monkeypatch.setattr("lagernvs.perceptual.hub_checkpoint_dir", lambda: tmp_path / "hub")
     config = write_protocol(tmp_path / "p.yaml", model_dir, metrics={"lpips": True})
     with pytest.raises(FileNotFoundError, match=r"vgg16-397923af\.pth.*metrics\.lpips=false"):
         main(["--config", str(config), "--output-dir", str(tmp_path / "out")])

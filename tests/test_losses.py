@@ -7,25 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lagernvs.training.losses import (
-    CAFFE_MEAN_RGB,
-    LossConfig,
-    RenderLoss,
-    VGGPerceptualLoss,
-    vgg19_trunk,
-)
+from lagernvs.perceptual import CAFFE_MEAN_RGB, VGGPerceptualLoss, vgg19_trunk
+from lagernvs.training.losses import LossConfig, RenderLoss
 
 
 @pytest.fixture(scope="module")
 def loss() -> RenderLoss:
     torch.manual_seed(0)
     return RenderLoss(random_features=True)
-
-
-@pytest.fixture
-def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    return tmp_path / "hub" / "checkpoints"
 
 
 def _pair(*shape: int) -> tuple[torch.Tensor, torch.Tensor]:

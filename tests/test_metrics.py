@@ -20,20 +20,14 @@ from lagernvs.evaluation.metrics import (
     build_kid,
     psnr,
     ssim,
-    ssim_map,
 )
+from lagernvs.quality import ssim_map
 
 
 @pytest.fixture(scope="module")
 def lpips_net() -> LPIPSVGG:
     torch.manual_seed(0)
     return LPIPSVGG(pretrained=False)
-
-
-@pytest.fixture
-def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    return tmp_path / "hub" / "checkpoints"
 
 
 def _pair(*shape: int) -> tuple[torch.Tensor, torch.Tensor]:

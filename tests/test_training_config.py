@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lagernvs.training.config import LoopConfig, apply_overrides
+from lagernvs.config import apply_overrides
+from lagernvs.training.config import LoopConfig
 from lagernvs.training.train import TrainConfig, load_train_config, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "train"

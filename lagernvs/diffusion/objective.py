@@ -190,7 +190,7 @@ class DiffusionLoss(nn.Module):
         self.scheduler = build_noise_scheduler(config)
         self.perceptual: nn.Module | None = None
         if config.perceptual_weight > 0:
-            from lagernvs.training.losses import VGGPerceptualLoss
+            from lagernvs.perceptual import VGGPerceptualLoss
 
             self.perceptual = VGGPerceptualLoss(config.perceptual_random_features)
 

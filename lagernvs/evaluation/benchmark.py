@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from lagernvs.config import config_parser
 from lagernvs.evaluation.metrics import LPIPSVGG, SceneMean, build_fid, build_kid, image_metrics
 from lagernvs.evaluation.protocol import (
     IndexedViews,
@@ -46,8 +47,7 @@ from lagernvs.evaluation.protocol import (
     load_model,
     load_protocol,
 )
-from lagernvs.training.config import config_parser
-from lagernvs.weights import INCEPTION_FID, VGG16_IMAGENET
+from lagernvs.perceptual import INCEPTION_FID, VGG16_IMAGENET
 
 __all__ = [
     "Evaluation",

@@ -27,10 +27,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lagernvs.config import apply_overrides, from_dict, to_dict
 from lagernvs.data.preprocess import preprocess_views, reference_c2w
 from lagernvs.data.sources import IMAGE_EXTENSIONS, list_scenes, load_scene
 from lagernvs.data.views import IndexEntry, read_view_index
-from lagernvs.training.config import apply_overrides, from_dict, to_dict
 
 __all__ = [
     "DatasetConfig",

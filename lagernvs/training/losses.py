@@ -1,22 +1,7 @@
 """Rendering losses: MSE plus the LVSM / GS-LRM VGG-19 perceptual loss, LPIPS as an option.
 
-The official recipe trains with ``1.0 * MSE + 0.5 * perceptual``. The perceptual term is not
-LPIPS but the feature L1 loss of LVSM / GS-LRM (from Cascaded Refinement Networks):
-
-* images in [0, 1] are mapped Caffe-style, ``x * 255 - mean`` with the ImageNet mean in 0-255
-  units ``(123.68, 116.779, 103.939)`` (RGB), then fed to VGG-19 with max pooling replaced by
-  average pooling, as the recipe does;
-* the loss is the mean absolute difference of the mapped inputs (divisor 1.0) plus those of the
-  ReLU outputs after conv1_2, conv2_2, conv3_2, conv4_2 and conv5_2, divided by 2.6, 4.8, 3.7,
-  5.6 and 0.15 (published as ``* 10 / 1.5``) so the six terms have similar magnitudes; the sum
-  is divided by 255, which makes the input term the L1 distance in [0, 1] units.
-
-Assumption: the recipe's weights are the MatConvNet ``imagenet-vgg-verydeep-19.mat``, trained on
-Caffe-style inputs. We use torchvision's ImageNet VGG-19 (``vgg19-dcbb9e9d.pth`` in the torch hub
-cache), trained on ``(x - mean) / std`` inputs, and keep the recipe's Caffe-style mapping and
-divisors. As the trunk is ReLU convolutions, that input is ~255 * std (about 58) times the
-torchvision-normalised one, so features mostly change scale (biases weigh less); the divisors'
-balance was set for the MatConvNet weights and cannot be re-measured here without them.
+The official recipe trains with ``1.0 * MSE + 0.5 * perceptual``; the perceptual term is the
+VGG-19 feature L1 loss of :class:`lagernvs.perceptual.VGGPerceptualLoss` (not LPIPS).
 """
 
 from __future__ import annotations
@@ -24,101 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lagernvs.evaluation.metrics import LPIPSVGG
-from lagernvs.weights import VGG19_IMAGENET, load_vgg_features
-
-CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-INPUT_DIVISOR = 1.0
-# (name, end index in torchvision's vgg19().features, divisor)
-PERCEPTUAL_LAYERS: tuple[tuple[str, int, float], ...] = (
-    ("relu1_2", 4, 2.6),
-    ("relu2_2", 9, 4.8),
-    ("relu3_2", 14, 3.7),
-    ("relu4_2", 23, 5.6),
-    ("relu5_2", 32, 1.5 / 10),
-)
-_VGG19_PLAN = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, 256, "pool")
-_VGG19_PLAN += (512, 512, 512, 512, "pool", 512, 512)
-
-
-def vgg19_trunk() -> nn.Sequential:
-    """VGG-19 layers up to relu5_2, indexed like torchvision's ``vgg19().features``.
-
-    Pooling is average pooling (the recipe's choice); it has no weights, so torchvision's
-    checkpoint loads unchanged.
-    """
-    layers: list[nn.Module] = []
-    channels = 3
-    for item in _VGG19_PLAN:
-        if item == "pool":
-            layers.append(nn.AvgPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(channels, int(item), kernel_size=3, padding=1), nn.ReLU()]
-            channels = int(item)
-    return nn.Sequential(*layers)
-
-
-class VGGPerceptualLoss(nn.Module):
-    """The LVSM / GS-LRM VGG-19 feature L1 loss (see the module docstring), a scalar.
-
-    Weights come from ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``; a missing file raises
-    FileNotFoundError naming it, unless ``random_features=True`` (randomly initialised trunk, for
-    tests). The trunk is frozen and stays in eval mode; gradients flow to the prediction only.
-    """
-
-    def __init__(self, random_features: bool = False) -> None:
-        super().__init__()
-        trunk = vgg19_trunk()
-        if not random_features:
-            state = load_vgg_features(
-                VGG19_IMAGENET,
-                "The VGG-19 perceptual loss (perceptual_weight > 0)",
-                hint="Without it set perceptual_weight=0, or random_features=True (tests only).",
-            )
-            wanted = trunk.state_dict().keys()
-            missing = sorted(set(wanted) - set(state))
-            if missing:
-                raise ValueError(f"VGG-19 checkpoint lacks trunk tensors {missing}")
-            trunk.load_state_dict({key: state[key] for key in wanted})
-        bounds = [0] + [end for _, end, _ in PERCEPTUAL_LAYERS]
-        self.blocks = nn.ModuleList(
-            trunk[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)
-        )
-        self.divisors = tuple(divisor for _, _, divisor in PERCEPTUAL_LAYERS)
-        self.register_buffer(
-            "mean", torch.tensor(CAFFE_MEAN_RGB).view(1, 3, 1, 1), persistent=False
-        )
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> VGGPerceptualLoss:
-        """Stay in eval mode whatever the surrounding model does."""
-        return super().train(False)
-
-    def _features(self, images: Tensor) -> list[Tensor]:
-        features = [images * 255.0 - self.mean]
-        for block in self.blocks:
-            features.append(block(features[-1]))
-        return features
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        """Loss between (N, 3, H, W) images in [0, 1]; H and W must be at least 16."""
-        if min(pred.shape[-2:]) < 16:
-            raise ValueError(
-                f"the VGG perceptual loss pools 4 times, so images need at least 16 pixels per "
-                f"side; got {tuple(pred.shape[-2:])} (set perceptual_weight=0 for tiny images)"
-            )
-        with torch.no_grad():
-            target_features = self._features(target)
-        total = pred.new_zeros(())
-        divisors = (INPUT_DIVISOR, *self.divisors)
-        for divisor, p, t in zip(divisors, self._features(pred), target_features, strict=True):
-            total = total + (p - t).abs().mean() / divisor
-        return total / 255.0
+from lagernvs.perceptual import LPIPSVGG, VGGPerceptualLoss
 
 
 @dataclass(frozen=True)

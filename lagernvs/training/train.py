@@ -36,16 +36,14 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch import Tensor, nn
 
+from lagernvs.config import config_parser, load_config, to_dict
 from lagernvs.training.config import (
     DataConfig,
     DatasetConfig,
     LoopConfig,
     ModelConfig,
     OptimConfig,
-    config_parser,
-    load_config,
     sampler_arguments,
-    to_dict,
 )
 from lagernvs.training.loop import BatchStream, Trainer, TrainState, build_accelerator
 from lagernvs.training.losses import LossConfig, RenderLoss

@@ -30,6 +30,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from torch import Tensor, nn
 
+from lagernvs.config import config_parser, load_config, to_dict
 from lagernvs.diffusion.denoiser import DenoisingRenderer
 from lagernvs.diffusion.objective import DiffusionLoss, ObjectiveConfig
 from lagernvs.training.config import (
@@ -37,9 +38,6 @@ from lagernvs.training.config import (
     LoopConfig,
     ModelConfig,
     OptimConfig,
-    config_parser,
-    load_config,
-    to_dict,
 )
 from lagernvs.training.loop import Trainer, TrainState, build_accelerator
 from lagernvs.training.train import build_model, build_streams, prepare_synthetic_shards

@@ -1,0 +1,232 @@
+"""Typed YAML configs: nested dataclasses read from a file plus `--set key=value` overrides.
+
+`load_config(cls, path, overrides)` reads the YAML, applies the overrides, converts every value to
+the declared type and runs each section's `validate(prefix)`, so an unknown key, a wrong type or
+an impossible value fails before anything expensive starts, with a one-line message naming the
+dotted key. Training, evaluation and benchmark entry points all read their files through here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+__all__ = [
+    "apply_overrides",
+    "config_error",
+    "config_parser",
+    "from_dict",
+    "join_key",
+    "load_config",
+    "require",
+    "to_dict",
+]
+
+T = TypeVar("T")
+
+
+def config_error(key: str, message: str) -> ValueError:
+    """The one-line error for a bad value of config key ``key``."""
+    return ValueError(f"config key '{key}': {message}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` as type `tp` or raise a ValueError naming `key`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise config_error(key, f"expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, key)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, key)
+            except ValueError as error:
+                errors.append(error)
+        raise config_error(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise config_error(key, f"expected one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise config_error(key, f"expected a list ({_type_name(tp)}), got {value!r}")
+        if origin is list:
+            return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise config_error(
+                key, f"expected {len(args)} values ({_type_name(tp)}), got {value!r}"
+            )
+        return tuple(
+            _convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise config_error(key, f"expected a mapping, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise config_error(key, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise config_error(key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # YAML 1.1 reads `4e-4` (no dot) as a string; accept any string float() understands.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise config_error(key, f"expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise config_error(key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise config_error(key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"config field '{key}' has unsupported annotation {tp!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass `cls` from a plain mapping, checking keys and types, then validate it."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"section '{prefix}'" if prefix else "the top level"
+        raise ValueError(
+            f"unknown config key '{join_key(prefix, unknown[0])}'; valid keys in {where}: "
+            f"{', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, spec in fields.items():
+        key = join_key(prefix, name)
+        if name in data:
+            values[name] = _convert(data[name], hints[name], key)
+        elif dataclasses.is_dataclass(hints[name]):  # validate default sections too
+            values[name] = from_dict(hints[name], {}, key)
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise config_error(key, "is required but missing")
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(prefix)
+    return obj
+
+
+def join_key(prefix: str, name: str) -> str:
+    """Dotted key ``prefix.name`` (just ``name`` at the top level)."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` strings (values parsed as YAML) to a nested mapping in place."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key.sub=value (e.g. optim.lr=1e-4)")
+        parts = key.split(".")
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise config_error(
+                    ".".join(parts[: depth + 1]), f"is a value, cannot set '{key}' inside it"
+                )
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ValueError(
+                f"override {item!r}: the value is not valid YAML ({error.problem}); quote it"
+            ) from None
+    return data
+
+
+def config_parser(
+    prog: str, description: str, config_help: str, set_example: str
+) -> argparse.ArgumentParser:
+    """The `--config FILE --output-dir DIR [--set key=value ...]` parser every entry point uses."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help=config_help)
+    parser.add_argument("--output-dir", required=True, type=Path, help="run folder (resumable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. {set_example} (repeatable)",
+    )
+    return parser
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Read YAML `path` (None = all defaults), apply `overrides` and return a validated `cls`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(error, "problem", None) or "invalid syntax"
+            raise ValueError(
+                f"config file {path} is not valid YAML{where}: {problem}; fix the file"
+            ) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping of sections, got {loaded!r}")
+        data = loaded or {}
+    return from_dict(cls, apply_overrides(data, list(overrides or [])))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (tuples as lists), suitable for YAML/JSON dumps."""
+    return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Raise a ValueError naming config key ``key`` unless ``condition`` holds."""
+    if not condition:
+        raise config_error(key, message)
