@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+import lagernvs.cameras
 from lagernvs import Cameras
 from lagernvs.cameras import crop_resize_intrinsics, opengl_to_opencv_c2w
 from lagernvs.data.synthetic import look_at as numpy_look_at
@@ -138,7 +142,7 @@ def test_unreadable_camera_files_raise(tmp_path):
 
 
 def test_from_scene_reads_a_synthetic_re10k_scene(tmp_path):
-    from lagernvs.data.sources import load_scene
+    from lagernvs.data import load_scene
     from lagernvs.data.synthetic import render_synthetic_scene, write_synthetic_dataset
 
     (scene_id,) = write_synthetic_dataset(tmp_path, 1, num_frames=3, height=24, width=32)
@@ -158,7 +162,7 @@ def test_fov_and_distance_helpers():
 
 
 def test_from_scene_refuses_lens_distortion_unless_ignored():
-    from lagernvs.data.scene import Scene
+    from lagernvs.data import Scene
 
     scene = Scene(
         scene_id="lens",
@@ -174,3 +178,33 @@ def test_from_scene_refuses_lens_distortion_unless_ignored():
     with pytest.raises(ValueError, match="lens distortion"):
         Cameras.from_scene(scene)
     assert Cameras.from_scene(scene, ignore_distortion=True).image_size == (24, 32)
+
+
+def test_one_home_for_cameras_without_the_data_layer():
+    assert Cameras is lagernvs.cameras.Cameras
+    code = (
+        "import sys; import lagernvs.cameras; "
+        "print(sorted(m for m in sys.modules if m.startswith('lagernvs.data')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_from_scene_reads_any_object_with_scene_attributes():
+    def scene(indices):
+        c2w = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
+        c2w[:, 0, 3] = torch.arange(3.0)
+        return SimpleNamespace(
+            scene_id="duck",
+            c2w=c2w[indices],
+            fxfycxcy=torch.tensor([[20.0, 20.0, 16.0, 12.0]] * 3)[indices],
+            image_sizes=torch.tensor([[24, 32]] * 3)[indices],
+            distortion=None,
+            distortion_model=None,
+            select=scene,
+        )
+
+    cams = Cameras.from_scene(scene([0, 1, 2]), [2, 0])
+    assert cams.centers[:, 0].tolist() == [2.0, 0.0]
+    assert cams.image_size == (24, 32)

@@ -48,8 +48,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from lagernvs.diffusion.objective import PREDICTION_TYPES
-from lagernvs.models.encoder import Mlp, PatchEmbed
 from lagernvs.models.lagernvs import LagerNVSModel
+from lagernvs.models.layers import Mlp, PatchEmbed
 from lagernvs.models.renderer import (
     ATTENTION_TYPES,
     RAY_CHANNELS,

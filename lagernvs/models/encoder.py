@@ -2,7 +2,8 @@
 
 Module and parameter names follow the official checkpoints exactly (``vggt.aggregator.*``,
 ``camera_mlp.*``, ``geo_feature_connector``, ``geo_feature_norm``), so official state dicts load
-without a key map. The numerical contract is ``shared/fixtures/reference/README.md`` ("Encoder").
+without a key map. The numerics are the reference implementation's (image resize, DINO position
+table interpolation, RoPE positions, first-view tokens), checked by tests/test_reference_parity.py.
 """
 
 from __future__ import annotations
@@ -12,73 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .layers import LayerScale, Mlp, PatchEmbed, RotaryPositionEmbedding2D, call_block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_SPECIAL_TOKENS_PER_CAMERA = 1
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping patch embedding: a stride-``patch`` conv, tokens in row-major order."""
-
-    def __init__(self, in_channels: int, dim: int, patch_size: int, bias: bool = True) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, H/p * W/p, dim)."""
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden_dim: int, bias: bool = True) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim, bias=bias)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class LayerScale(nn.Module):
-    """Per-channel residual-branch scale ``gamma``."""
-
-    def __init__(self, dim: int, init_value: float) -> None:
-        super().__init__()
-        self.init_value = init_value
-        self.gamma = nn.Parameter(torch.full((dim,), init_value))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
-
-
-class RotaryPositionEmbedding2D(nn.Module):
-    """2D RoPE: the first half of each head is rotated by the row, the second by the column."""
-
-    def __init__(self, frequency: float = 100.0) -> None:
-        super().__init__()
-        self.frequency = frequency
-
-    def cos_sin(
-        self, positions: torch.Tensor, head_dim: int, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin tables (N, head_dim) for integer (row, col) positions (N, 2)."""
-        half = head_dim // 2
-        exponents = torch.arange(0, half, 2, device=positions.device).float() / half
-        inv_freq = 1.0 / (self.frequency**exponents)
-        angles = positions.float()[..., None] * inv_freq  # (N, 2, half/2)
-        angles = torch.cat([angles, angles], dim=-1).flatten(-2)  # (N, head_dim): rows | cols
-        return angles.cos().to(dtype), angles.sin().to(dtype)
-
-    @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotate ``x`` (..., N, head_dim); each head_dim/2 chunk [a, b] is rotated to [-b, a]."""
-        chunks = x.unflatten(-1, (2, 2, x.shape[-1] // 4))  # (axis, half of the axis chunk, d/4)
-        rotated = torch.stack([-chunks[..., 1, :], chunks[..., 0, :]], dim=-2).flatten(-3)
-        return x * cos + rotated * sin
 
 
 class EncoderAttention(nn.Module):
@@ -136,13 +75,6 @@ class EncoderBlock(nn.Module):
         rope = None if rope_cos is None else (rope_cos, rope_sin)
         x = x + self.ls1(self.attn(self.norm1(x), rope))
         return x + self.ls2(self.mlp(self.norm2(x)))
-
-
-def call_block(owner: nn.Module, block: nn.Module, *args: torch.Tensor | None):
-    """Call ``block``, through diffusers-style gradient checkpointing when ``owner`` enables it."""
-    if torch.is_grad_enabled() and owner.gradient_checkpointing:
-        return owner._gradient_checkpointing_func(block, *args)
-    return block(*args)
 
 
 class DinoV2Backbone(nn.Module):
@@ -241,6 +173,8 @@ class Aggregator(nn.Module):
         )
         self.camera_token = nn.Parameter(torch.zeros(1, 2, NUM_SPECIAL_TOKENS_PER_CAMERA, dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, num_register_tokens, dim))
+        self.dim = dim
+        self.image_size = image_size
         self.patch_size = patch_size
         self.head_dim = dim // num_heads
         self.patch_start_idx = NUM_SPECIAL_TOKENS_PER_CAMERA + num_register_tokens
@@ -310,46 +244,25 @@ def encoder_input_size(height: int, width: int, target: int, patch_size: int) ->
 
 
 class Reconstructor(nn.Module):
-    """Source views + camera tokens -> scene tokens (B, V, Np, renderer_width)."""
+    """Source views + camera tokens -> scene tokens (B, V, Np, output_dim).
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        dino_depth: int,
-        dino_heads: int,
-        image_size: int,
-        patch_size: int,
-        dino_num_register_tokens: int,
-        num_register_tokens: int,
-        mlp_ratio: float,
-        rope_frequency: float,
-        camera_token_dim: int,
-        output_dim: int,
-    ) -> None:
+    Args:
+        aggregator: the VGGT aggregator (stored as ``vggt.aggregator``, the official key prefix).
+        camera_token_dim: length of the camera token fed to the camera MLP (11).
+        output_dim: width of the scene tokens (the renderer width).
+    """
+
+    def __init__(self, aggregator: Aggregator, camera_token_dim: int, output_dim: int) -> None:
         super().__init__()
-        aggregator = Aggregator(
-            dim,
-            depth,
-            num_heads,
-            dino_depth,
-            dino_heads,
-            image_size,
-            patch_size,
-            dino_num_register_tokens,
-            num_register_tokens,
-            mlp_ratio,
-            rope_frequency,
-        )
+        dim = aggregator.dim
         self.vggt = nn.ModuleDict({"aggregator": aggregator})
         self.camera_mlp = nn.Sequential(
             nn.Linear(camera_token_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
         )
         self.geo_feature_connector = nn.Linear(2 * dim, output_dim)
         self.geo_feature_norm = nn.LayerNorm(output_dim, bias=False)
-        self.image_size = image_size
-        self.patch_size = patch_size
+        self.image_size = aggregator.image_size
+        self.patch_size = aggregator.patch_size
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) the images are resized to before the aggregator."""

@@ -13,27 +13,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .checkpoints import load_original_state_dict, load_original_weights
-from .encoder import Reconstructor
+from .encoder import Aggregator, Reconstructor
 from .presets import preset_config
-from .renderer import RAY_CHANNELS, Renderer
-
-
-def _require_finite(tensor: torch.Tensor, name: str) -> None:
-    if torch.compiler.is_compiling():
-        return
-    if not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; check the cameras/inputs")
-
-
-def _require_shape(
-    tensor: torch.Tensor, name: str, layout: str, rank: int, sizes: Mapping[int, int]
-) -> None:
-    """Raise unless ``tensor`` has ``rank`` dims and ``shape[axis] == size`` for all ``sizes``."""
-    if not isinstance(tensor, torch.Tensor):
-        raise ValueError(f"{name} must be a tensor {layout}, got {type(tensor).__name__}")
-    if tensor.dim() != rank or any(tensor.shape[axis] != size for axis, size in sizes.items()):
-        shape = tuple(tensor.shape)
-        raise ValueError(f"{name} must be a {rank}-d tensor {layout}, got shape {shape}")
+from .renderer import Renderer
 
 
 class LagerNVSModel(ModelMixin, ConfigMixin):
@@ -41,6 +23,8 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
 
     All sizes are config values; the defaults are the official full-size ``EncDecVitB/8`` model.
     Build official models with :meth:`from_preset` or :meth:`from_original_checkpoint`.
+    ``forward``, ``encode`` and ``render`` only compute; code that takes tensors from users checks
+    them first with :mod:`lagernvs.models.inputs`.
 
     Args:
         attention_type: renderer variant, ``"full_attention"``, ``"cross_attention"`` or
@@ -86,7 +70,7 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         renderer_mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
-        self.reconstructor = Reconstructor(
+        aggregator = Aggregator(
             dim=encoder_dim,
             depth=aggregator_depth,
             num_heads=aggregator_heads,
@@ -98,9 +82,8 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
             num_register_tokens=aggregator_num_register_tokens,
             mlp_ratio=encoder_mlp_ratio,
             rope_frequency=rope_frequency,
-            camera_token_dim=camera_token_dim,
-            output_dim=renderer_width,
         )
+        self.reconstructor = Reconstructor(aggregator, camera_token_dim, renderer_width)
         self.renderer = Renderer(
             attention_type=attention_type,
             width=renderer_width,
@@ -181,34 +164,6 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         load_original_weights(model, state_dict)
         return model.eval()
 
-    def _check_images_and_tokens(self, images: torch.Tensor, cam_tokens: torch.Tensor) -> None:
-        """Shapes of source images (B, V, 3, H, W) and camera tokens (B, V, 11)."""
-        _require_shape(images, "images", "(B, V, 3, H, W)", 5, {2: 3})
-        token_dim = self.config.camera_token_dim
-        _require_shape(cam_tokens, "cam_tokens", f"(B, V, {token_dim})", 3, {2: token_dim})
-        if cam_tokens.shape[:2] != images.shape[:2]:
-            raise ValueError(
-                f"images have (B, V) = {tuple(images.shape[:2])} but cam_tokens have "
-                f"{tuple(cam_tokens.shape[:2])}; pass one camera token per image"
-            )
-        height, width = images.shape[-2:]
-        if min(self.reconstructor.input_size(height, width)) < self.config.encoder_patch_size:
-            raise ValueError(
-                f"images of size {height}x{width} are too elongated for the encoder "
-                f"(resized short side < {self.config.encoder_patch_size}); crop them"
-            )
-
-    def _check_rays(self, rays: torch.Tensor, name: str) -> None:
-        """Shape (B, V, 6, H, W) with H and W multiples of the renderer patch size."""
-        _require_shape(rays, name, f"(B, V, {RAY_CHANNELS}, H, W)", 5, {2: RAY_CHANNELS})
-        height, width = rays.shape[-2:]
-        p = self.config.patch_size
-        if height % p or width % p:
-            raise ValueError(
-                f"{name} are {height}x{width}; H and W must be multiples of the renderer patch "
-                f"size {p}: crop or resize the views"
-            )
-
     def encode(self, images: torch.Tensor, cam_tokens: torch.Tensor) -> torch.Tensor:
         """Encode source views into scene tokens.
 
@@ -219,9 +174,6 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         Returns:
             (B, V, Np, renderer_width) scene tokens, Np the number of encoder patches per view.
         """
-        self._check_images_and_tokens(images, cam_tokens)
-        _require_finite(images, "images")
-        _require_finite(cam_tokens, "cam_tokens")
         return self.reconstructor(images, cam_tokens)
 
     def render(
@@ -240,20 +192,6 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         Returns:
             (B, T, 3, H, W) images in [0, 1].
         """
-        width = self.config.renderer_width
-        _require_shape(scene_tokens, "scene_tokens", f"(B, V, Np, {width})", 4, {3: width})
-        self._check_rays(target_rays, "target_rays")
-        if target_rays.shape[0] != scene_tokens.shape[0]:
-            raise ValueError(
-                f"scene_tokens have batch size {scene_tokens.shape[0]} but target_rays have "
-                f"{target_rays.shape[0]}"
-            )
-        if target_rays.shape[1] == 0:
-            raise ValueError("target_rays hold no target view (T = 0)")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-        _require_finite(scene_tokens, "scene_tokens")
-        _require_finite(target_rays, "target_rays")
         return self.renderer(scene_tokens, target_rays, chunk_size)
 
     def forward(
@@ -274,26 +212,8 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         Returns:
             (B, V, 3, H, W): the conditioning images as given, then the rendered targets.
         """
-        self._check_images_and_tokens(images, cam_tokens)
-        self._check_rays(rays, "rays")
-        if rays.shape[:2] != images.shape[:2] or rays.shape[-2:] != images.shape[-2:]:
-            raise ValueError(
-                f"rays {tuple(rays.shape)} do not match images {tuple(images.shape)} in batch, "
-                "view count or image size"
-            )
-        views = images.shape[1]
-        if isinstance(num_cond_views, bool) or not isinstance(num_cond_views, int):
-            raise ValueError(f"num_cond_views must be an int, got {type(num_cond_views).__name__}")
-        if not 1 <= num_cond_views < views:
-            raise ValueError(
-                f"num_cond_views must be in [1, {views - 1}] for {views} views (at least one "
-                f"conditioning and one target view), got {num_cond_views}"
-            )
         cond_images, cond_tokens = images[:, :num_cond_views], cam_tokens[:, :num_cond_views]
         target_rays = rays[:, num_cond_views:]
-        _require_finite(cond_images, "conditioning images")
-        _require_finite(cond_tokens, "conditioning cam_tokens")
-        _require_finite(target_rays, "target rays")
         scene_tokens = self.reconstructor(cond_images, cond_tokens)
         rendered = self.renderer(scene_tokens, target_rays)
         return torch.cat([cond_images, rendered.to(images.dtype)], dim=1)

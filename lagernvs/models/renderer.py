@@ -1,7 +1,7 @@
 """The LagerNVS renderer: target ray maps + scene tokens -> RGB, in three attention variants.
 
-Module and parameter names follow the official checkpoints (``renderer.*``). Numerical contract:
-``shared/fixtures/reference/README.md`` ("Renderer").
+Module and parameter names follow the official checkpoints (``renderer.*``). The numerics are the
+reference implementation's, checked by tests/test_reference_parity.py.
 
 Speed by design: every core splits rendering into ``prepare_scene(scene_tokens)`` (once per
 scene) and ``forward(targets, scene)`` (once per chunk of target views). ``cross_attention``
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .attention import attention
-from .encoder import Mlp, PatchEmbed, call_block
+from .layers import Mlp, PatchEmbed, call_block
 
 ATTENTION_TYPES = ("full_attention", "cross_attention", "bidirectional_cross_attention")
 RAY_CHANNELS = 6
