@@ -14,8 +14,14 @@ from torch.utils.data import DataLoader
 
 from lagernvs.cli import main as cli_main
 from lagernvs.data.preprocess import Re10kEvalDataset
-from lagernvs.data.shards import ShardScene, parse_sample, read_index, scene_to_sample, write_shards
-from lagernvs.data.sources import list_scenes, load_scene
+from lagernvs.data.readers import list_scenes, load_scene
+from lagernvs.data.shards import (
+    ShardRecord,
+    parse_sample,
+    read_index,
+    scene_to_sample,
+    write_shards,
+)
 from lagernvs.data.stream import (
     DataErrors,
     DataWarning,
@@ -56,7 +62,7 @@ def _scene_ids(dataset: Path) -> list[str]:
     return list_scenes(dataset, "re10k", split="train")
 
 
-def _assert_same_scene(streamed: ShardScene, on_disk) -> None:
+def _assert_same_scene(streamed: ShardRecord, on_disk) -> None:
     scene = streamed.scene
     assert scene.scene_id == on_disk.scene_id
     assert scene.frame_ids == on_disk.frame_ids
@@ -80,6 +86,18 @@ def test_round_trip_of_synthetic_scenes_is_exact(dataset, shard_dir):
         assert Path(item.url).name == index["scenes"][scene_id]["shard"]
         assert index["scenes"][scene_id]["num_frames"] == NUM_FRAMES
         _assert_same_scene(item, load_scene(dataset, "re10k", scene_id=scene_id, split="train"))
+
+
+def test_cli_writes_the_llff_export_of_a_colmap_folder(shared_data_dir, tmp_path, capsys):
+    """`lagernvs shards --source llff` finds the LLFF scene in a folder that also holds the COLMAP
+    model it came from (detection alone would pick COLMAP) and stores its cameras exactly."""
+    beer = shared_data_dir / "real" / "beer_llff"
+    argv = ["shards", "--source", "llff", "--root", str(beer), "--output-dir", str(tmp_path)]
+    assert cli_main(argv) == 0
+    assert "index.json" in capsys.readouterr().out
+    assert read_index(tmp_path)["scenes"]["beer_llff"]["num_frames"] == 71
+    (streamed,) = list(SceneStream(tmp_path))
+    _assert_same_scene(streamed, load_scene(beer, "llff"))
 
 
 def test_cli_round_trip_of_the_reference_fixture_and_eval_parity(fixture_dir, tmp_path, capsys):

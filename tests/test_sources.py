@@ -14,7 +14,7 @@ from PIL import Image
 
 from lagernvs.cameras import center_crop_size, crop_resize_intrinsics, validate_cameras
 from lagernvs.data import Scene, detect_format, list_scenes, load_scene
-from lagernvs.data.colmap import (
+from lagernvs.data.readers.colmap_model import (
     ColmapCamera,
     ColmapImage,
     ColmapModel,
@@ -490,3 +490,21 @@ def test_list_scenes_of_single_scene_formats(shared_data_dir: Path, beer_colmap:
     assert by_id.scene_id == "beer_llff" and torch.equal(by_id.c2w, beer_colmap.c2w)
     with pytest.raises(ValueError, match="needs format="):
         load_scene(real, scene_id="fox")
+
+
+def test_folder_with_colmap_and_llff_reads_and_lists_both(
+    shared_data_dir: Path, beer_dir: Path
+) -> None:
+    """beer_llff holds a COLMAP model and its LLFF export: detection picks COLMAP, an explicit
+    format reads and lists the LLFF one."""
+    real = shared_data_dir / "real"
+    assert detect_format(beer_dir) == "colmap"
+    assert list_scenes(real, "llff") == ["beer_llff"]
+    assert list_scenes(beer_dir, "llff") == list_scenes(beer_dir, "colmap") == ["."]
+    by_id = load_scene(real, "llff", scene_id="beer_llff")
+    assert by_id.source_format == "llff" and by_id.bounds is not None
+    assert torch.equal(by_id.c2w, load_scene(beer_dir, "llff").c2w)
+    with pytest.raises(ValueError, match="--format on the command line"):
+        load_scene(real, scene_id="beer_llff")
+    with pytest.raises(ValueError, match="--format on the command line"):
+        load_scene(beer_dir / "images")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lagernvs.data.sources import list_scenes, load_scene
+from lagernvs.data.readers import list_scenes, load_scene
 from lagernvs.data.synthetic import (
     cast_rays,
     project_depth,
@@ -56,7 +56,7 @@ def test_depth_points_lie_on_surfaces_seen_from_another_view(render):
     origin = render.c2w[dst, :3, 3]
     offset = points - origin
     distance = offset.norm(dim=-1)
-    hits = cast_rays(render.scene, origin, offset / distance[..., None])
+    hits = cast_rays(render.world, origin, offset / distance[..., None])
     unoccluded = (hits.distance - distance).abs() < 1e-4 * distance
     assert float(unoccluded.float().mean()) > 0.3
     # float32 depth: the points are within float32 rounding of the surface they were rendered on
@@ -137,7 +137,7 @@ def test_mask_matches_exact_occlusion_by_ray_casting(render):
     inside = (z > 0) & (xy[..., 0] >= 0) & (xy[..., 0] < W) & (xy[..., 1] >= 0) & (xy[..., 1] < H)
     origin = render.c2w[source, :3, 3]
     distance = (points - origin).norm(dim=-1)
-    hits = cast_rays(render.scene, origin, (points - origin) / distance[..., None])
+    hits = cast_rays(render.world, origin, (points - origin) / distance[..., None])
     exact = inside & ((hits.distance - distance).abs() < 1e-3 * distance)
     assert 0.05 < float(exact.float().mean()) < 0.995  # partial overlap: a meaningful check
     assert float((mask == exact).float().mean()) > 0.95

@@ -112,8 +112,8 @@ def _draws(sampler: TrainViewSampler, num_frames: int, count: int, seed: int = 0
     rng = make_generator(seed)
     out = []
     for _ in range(count):
-        n = sampler.sample_num_cond_views(rng)
-        out.append((n, sampler.sample_views(num_frames, n, rng)))
+        n = sampler.draw_num_cond_views(rng)
+        out.append((n, sampler.draw_views(num_frames, n, rng)))
     return out
 
 
@@ -145,7 +145,7 @@ def test_sampler_jitter_and_span_coverage() -> None:
     rng = make_generator(3)
     seen_inner = Counter()
     for _ in range(600):
-        views = sampler.sample_views(100, 4, rng)
+        views = sampler.draw_views(100, 4, rng)
         start = views.context[0]
         assert views.context[-1] == start + 40
         # Two inner views, one per stratum of the 39 interior frames.
@@ -167,11 +167,11 @@ def test_sampler_probabilities() -> None:
     draws = 4000
     counts, repeats, zeros = Counter(), 0, 0
     for _ in range(draws):
-        n = sampler.sample_num_cond_views(rng)
+        n = sampler.draw_num_cond_views(rng)
         counts[n] += 1
-        views = sampler.sample_views(5000, n, rng)
+        views = sampler.draw_views(5000, n, rng)
         repeats += bool(set(views.context) & set(views.target))
-        zeros += sampler.sample_zero_cameras(rng)
+        zeros += sampler.draw_zero_cameras(rng)
     for n, p in sampler.cond_view_probs.items():
         assert abs(counts[n] / draws - p) < 0.03
     # Chance overlaps are rare with a ~1000-frame span, so the rate is ~ the probability.
@@ -181,14 +181,14 @@ def test_sampler_probabilities() -> None:
     rng = make_generator(8)
     assert all(
         set(v.context) & set(v.target)
-        for v in (always.sample_views(400, 2, rng) for _ in range(200))
+        for v in (always.draw_views(400, 2, rng) for _ in range(200))
     )
 
 
 def test_sampler_image_sizes() -> None:
     sampler = TrainViewSampler(sampler_preset("general", "re10k"))
     rng = make_generator(1)
-    sizes = [sampler.sample_image_size(rng) for _ in range(2000)]
+    sizes = [sampler.draw_image_size(rng) for _ in range(2000)]
     assert all(max(h, w) == 512 and h % 8 == 0 and w % 8 == 0 for h, w in sizes)
     aspects = np.array([w / h for h, w in sizes])
     assert aspects.min() >= 0.5 - 0.02 and aspects.max() <= 2.0 + 0.04
@@ -196,8 +196,8 @@ def test_sampler_image_sizes() -> None:
     assert abs((aspects < 0.95).mean() - 0.3) < 0.04
     assert abs((aspects > 1.05).mean() - 0.95 / 1.5) < 0.04
     square = TrainViewSampler(sampler_preset("re10k", "re10k"))
-    assert {square.sample_image_size(rng) for _ in range(20)} == {(256, 256)}
-    layout = sampler.sample_layout(make_generator(0))
+    assert {square.draw_image_size(rng) for _ in range(20)} == {(256, 256)}
+    layout = sampler.draw_layout(make_generator(0))
     assert 1 <= layout.num_cond_views <= 10 and max(layout.image_size) == 512
 
 
@@ -208,9 +208,9 @@ def test_sampler_is_reproducible_per_stream() -> None:
         rng = make_generator(seed, epoch, rank, worker)
         out = []
         for _ in range(50):
-            layout = sampler.sample_layout(rng)
-            views = sampler.sample_views(200, layout.num_cond_views, rng)
-            out.append((layout, views, sampler.sample_zero_cameras(rng)))
+            layout = sampler.draw_layout(rng)
+            views = sampler.draw_views(200, layout.num_cond_views, rng)
+            out.append((layout, views, sampler.draw_zero_cameras(rng)))
         return out
 
     base = stream(0, 0, 0, 0)
@@ -225,9 +225,9 @@ def test_sampler_is_reproducible_per_stream() -> None:
 def test_sampler_short_scenes_and_config_errors() -> None:
     sampler = TrainViewSampler(sampler_preset("re10k", "re10k"))
     assert sampler.min_frames(2) == 26
-    sampler.sample_views(26, 2, make_generator(0))
+    sampler.draw_views(26, 2, make_generator(0))
     with pytest.raises(SceneTooShortError, match="25 frames is too short"):
-        sampler.sample_views(25, 2, make_generator(0))
+        sampler.draw_views(25, 2, make_generator(0))
     with pytest.raises(ValueError, match="context_gap"):
         ViewSamplerConfig(context_gap=(5, 2), num_targets=1)
     with pytest.raises(ValueError, match="probability"):

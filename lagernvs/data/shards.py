@@ -21,14 +21,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lagernvs.data.images import decode_image
+from lagernvs.data.readers import SCENE_FORMATS, list_scenes, load_scene
 from lagernvs.data.scene import Scene
-from lagernvs.data.sources import SCENE_FORMATS, list_scenes, load_scene
 
 __all__ = [
     "CAMERAS_MEMBER",
     "INDEX_NAME",
     "SHARD_PATTERN",
-    "ShardScene",
+    "ShardRecord",
     "parse_sample",
     "read_index",
     "scene_to_sample",
@@ -42,8 +42,8 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class ShardScene:
-    """A scene read back from a shard: cameras plus the encoded frames.
+class ShardRecord:
+    """A scene as read from a shard: cameras plus the frames, still encoded.
 
     ``scene.image_paths`` hold the original file names (not files on disk); ``frames[i]`` is the
     encoded file of frame i, byte-identical to what was on disk.
@@ -81,7 +81,7 @@ def scene_to_sample(scene: Scene, key: str | None = None) -> dict[str, Any]:
     return sample
 
 
-def parse_sample(sample: dict[str, Any]) -> ShardScene:
+def parse_sample(sample: dict[str, Any]) -> ShardRecord:
     """Inverse of :func:`scene_to_sample` on a sample grouped by WebDataset.
 
     Raises ValueError naming the shard and sample when the cameras are unreadable or frames are
@@ -108,7 +108,7 @@ def parse_sample(sample: dict[str, Any]) -> ShardScene:
             f"{where} lacks {len(missing)} of {len(members)} frames (e.g. {missing[0]}); the "
             "shard is truncated, rewrite it with `lagernvs shards`"
         )
-    return ShardScene(scene=scene, frames=[sample[m] for m in members], key=key, url=url)
+    return ShardRecord(scene=scene, frames=[sample[m] for m in members], key=key, url=url)
 
 
 def read_index(path: str | Path) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def write_shards(
 
     Args:
         source: scene format (``re10k``, ``dl3dv``, ``colmap``, ``nerf``, ``llff``).
-        root: dataset root (see :func:`lagernvs.data.sources.list_scenes`).
+        root: dataset root (see :func:`lagernvs.data.readers.list_scenes`).
         output_dir: folder for ``shard-000000.tar``, ... and ``index.json`` (created).
         split: dataset split (Re10k ``train``/``test``).
         scenes_per_shard: scenes per tar file.

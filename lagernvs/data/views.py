@@ -5,7 +5,7 @@
   skipped), latentSplat (``{scene: [{"context": ..., "target": ...}, ...]}``, empty lists
   skipped) and DL3DV (pixelSplat structure keyed by ``<batch>/<hash>`` or a bare 64-hex hash).
   Indices refer to the scene's frames sorted by file name.
-* Training: :class:`TrainViewSampler` draws views as the official recipe (PAPER_NOTES §2):
+* Training: :class:`TrainViewSampler` draws views following the paper's training recipe:
   context gap range, jittered context frames, targets from the context span widened by an
   expansion factor, a context view repeated as a target with some probability, a weighted
   number of conditioning views, camera zeroing and random aspect ratios. All randomness comes
@@ -268,7 +268,7 @@ SAMPLER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         aspect_ratio_range=(0.5, 2.0),
     ),
 }  # fmt: skip
-"""(recipe, dataset) -> ViewSamplerConfig arguments of the official configs (PAPER_NOTES §2)."""
+"""(recipe, dataset) -> ViewSamplerConfig arguments of the paper's official training configs."""
 
 
 def sampler_preset(recipe: str, dataset: str, **overrides: Any) -> ViewSamplerConfig:
@@ -290,8 +290,8 @@ class BatchLayout:
 class TrainViewSampler:
     """Draws training views from a :class:`ViewSamplerConfig` with an explicit generator.
 
-    Per batch: :meth:`sample_layout` (number of conditioning views, image size). Per sample:
-    :meth:`sample_views` and :meth:`sample_zero_cameras`.
+    Per batch: :meth:`draw_layout` (number of conditioning views, image size). Per sample:
+    :meth:`draw_views` and :meth:`draw_zero_cameras`.
     """
 
     def __init__(self, config: ViewSamplerConfig) -> None:
@@ -310,10 +310,10 @@ class TrainViewSampler:
         """Fewest frames a scene needs for ``num_cond_views`` context views."""
         return max(self.config.context_gap[0], num_cond_views - 1) + 1
 
-    def sample_num_cond_views(self, rng: np.random.Generator) -> int:
+    def draw_num_cond_views(self, rng: np.random.Generator) -> int:
         return int(rng.choice(self._counts, p=self._probs))
 
-    def sample_image_size(self, rng: np.random.Generator) -> tuple[int, int]:
+    def draw_image_size(self, rng: np.random.Generator) -> tuple[int, int]:
         """(h, w): long side fixed, aspect w/h uniform in the range, sides multiples of 8."""
         cfg = self.config
         lo, hi = cfg.aspect_ratio_range
@@ -322,13 +322,13 @@ class TrainViewSampler:
         short *= cfg.size_multiple
         return (short, cfg.long_side) if aspect >= 1.0 else (cfg.long_side, short)
 
-    def sample_layout(self, rng: np.random.Generator) -> BatchLayout:
-        return BatchLayout(self.sample_num_cond_views(rng), self.sample_image_size(rng))
+    def draw_layout(self, rng: np.random.Generator) -> BatchLayout:
+        return BatchLayout(self.draw_num_cond_views(rng), self.draw_image_size(rng))
 
-    def sample_zero_cameras(self, rng: np.random.Generator) -> bool:
+    def draw_zero_cameras(self, rng: np.random.Generator) -> bool:
         return bool(rng.random() < self.config.zero_cameras_prob)
 
-    def sample_views(
+    def draw_views(
         self, num_frames: int, num_cond_views: int, rng: np.random.Generator
     ) -> ViewSelection:
         """Context and target frame indices for one scene of ``num_frames`` frames.

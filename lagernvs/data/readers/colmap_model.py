@@ -1,7 +1,7 @@
 """COLMAP sparse models (binary ``*.bin`` and text ``*.txt``): cameras, images, 3D points.
 
 Values are kept exactly as stored (float64). Poses are COLMAP's world-to-camera (qvec = w, x, y,
-z; tvec) in OpenCV axes. Only parsing lives here; `sources.py` turns a model into a `Scene`.
+z; tvec) in OpenCV axes. Only parsing lives here; `colmap.py` turns a model into a `Scene`.
 """
 
 from __future__ import annotations

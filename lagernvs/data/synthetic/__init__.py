@@ -1,0 +1,50 @@
+"""Procedural scenes with exact cameras: textured boxes and spheres in a room, ray cast in torch.
+
+Tests, the demo model and benchmark sanity checks need images whose cameras, depth and
+visibility are known exactly. A world is drawn from a seed (room, objects, procedural textures,
+a camera trajectory like the Re10k ones: forward walks and arcs; `world.py`), rendered by a small
+vectorised ray caster with view-independent Lambertian shading (`raycast.py`, `render.py`), its
+depth reprojected into other views (`visibility.py`), and written in the Re10k LVSM layout read
+by `lagernvs.data.load_scene` (`dataset.py`).
+
+Conventions: OpenCV cameras (x right, y down, z forward), camera-to-world `c2w` (float64),
+`fxfycxcy` in pixels with pixel (row i, column j) sampled at its centre (j + 0.5, i + 0.5) as in
+`lagernvs.cameras.plucker_rays`; world z is up. Depth is z-depth (along the optical axis).
+"""
+
+from lagernvs.data.synthetic.dataset import write_synthetic_dataset
+from lagernvs.data.synthetic.raycast import RayHits, cast_rays
+from lagernvs.data.synthetic.render import (
+    SyntheticRender,
+    render_synthetic_scene,
+    render_world_views,
+)
+from lagernvs.data.synthetic.visibility import project_depth, unproject_depth, visibility_mask
+from lagernvs.data.synthetic.world import (
+    PATTERNS,
+    ROOM_HI,
+    ROOM_LO,
+    TRAJECTORIES,
+    SyntheticWorld,
+    look_at,
+    make_world,
+)
+
+__all__ = [
+    "PATTERNS",
+    "ROOM_HI",
+    "ROOM_LO",
+    "TRAJECTORIES",
+    "RayHits",
+    "SyntheticRender",
+    "SyntheticWorld",
+    "cast_rays",
+    "look_at",
+    "make_world",
+    "project_depth",
+    "render_synthetic_scene",
+    "render_world_views",
+    "unproject_depth",
+    "visibility_mask",
+    "write_synthetic_dataset",
+]
