@@ -4,14 +4,13 @@
     python benchmarks/train_throughput.py --presets tiny --steps 5
     python benchmarks/train_throughput.py --presets re10k_2v_256 --freeze-encoder --targets 1
 
-One training step = forward (bf16 autocast on GPU, fp32 on CPU), MSE + perceptual loss (VGG-19
-with random weights: same cost; `--perceptual-weight 0` for MSE only), backward, gradient
-clipping and AdamW. Each configuration runs
-in a fresh child process so its peak memory is its own: CUDA peak allocated memory on GPU,
-peak resident set size on CPU. On CPU the child's heap (RLIMIT_DATA) is capped by
-`--memory-limit-gb` (default 16) so a full-size run fails cleanly instead of exhausting the
-machine; such a run is reported as out of memory. Prints one line per configuration and a JSON
-summary; nothing is asserted.
+One training step = forward (bf16 autocast on GPU, fp32 on CPU), MSE + perceptual loss (VGG-19 with
+random weights: same cost; `--perceptual-weight 0` for MSE only), backward, gradient clipping and
+the trainer's fused AdamW. Each configuration runs in a fresh child process so its peak memory is
+its own: CUDA peak allocated memory on GPU, peak resident set size on CPU. On CPU the child's heap
+(RLIMIT_DATA) is capped by `--memory-limit-gb` (default 16) so a full-size run fails cleanly
+instead of exhausting the machine; such a run is reported as out of memory. Prints one line per
+configuration and a JSON summary; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -36,7 +35,9 @@ def measure(args: argparse.Namespace) -> dict:
     import torch
 
     from lagernvs.models import LagerNVSModel
+    from lagernvs.training.config import OptimConfig
     from lagernvs.training.losses import RenderLoss
+    from lagernvs.training.optim import build_optimizer
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.manual_seed(0)
@@ -48,7 +49,7 @@ def measure(args: argparse.Namespace) -> dict:
     loss_fn = RenderLoss(perceptual_weight=args.perceptual_weight, random_features=True)
     loss_fn = loss_fn.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    optimizer = build_optimizer(model, OptimConfig(lr=1e-4))
 
     height, width = model.image_size
     views = CONTEXT_VIEWS + args.targets

@@ -3,8 +3,9 @@
 The public API. Names are imported on first use (module ``__getattr__``), so ``import lagernvs``
 and ``lagernvs --help`` stay fast and do not load torch/diffusers until a class is needed.
 
-* :class:`LagerNVSPipeline`, :class:`LagerNVSPipelineOutput`, :class:`LagerNVSScene`: the
-  diffusers pipeline (``encode`` once, ``render`` many).
+* :class:`LagerNVSPipeline`, :class:`LagerNVSPipelineOutput`, :class:`EncodedScene`: the
+  diffusers pipeline (``encode`` once into an :class:`EncodedScene`, ``render`` many);
+  :class:`LagerNVSScene` is the former name of :class:`EncodedScene`, kept as an alias.
 * :class:`LagerNVSModel`: the deterministic encoder-renderer.
 * :class:`Cameras`: camera batches (OpenCV camera-to-world, pixel intrinsics, image sizes).
 * :func:`load_scene`, :class:`Scene`: read captures (Re10k, DL3DV, NeRF, COLMAP, LLFF).
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Cameras": "lagernvs.camera_batch",
+    "Cameras": "lagernvs.cameras",
+    "EncodedScene": "lagernvs.pipeline",
     "LagerNVSModel": "lagernvs.models",
     "LagerNVSPipeline": "lagernvs.pipeline",
     "LagerNVSPipelineOutput": "lagernvs.pipeline",
@@ -29,12 +31,13 @@ _EXPORTS = {
     "Scene": "lagernvs.data.scene",
     "demo_pipeline": "lagernvs.pipeline.loading",
     "load_pipeline": "lagernvs.pipeline.loading",
-    "load_scene": "lagernvs.data.sources",
+    "load_scene": "lagernvs.data",
 }
 _SUBMODULES = ("cameras", "data", "models", "pipeline", "trajectories")
 
 __all__ = [
     "Cameras",
+    "EncodedScene",
     "LagerNVSModel",
     "LagerNVSPipeline",
     "LagerNVSPipelineOutput",
@@ -53,11 +56,16 @@ __all__ = [
 
 if TYPE_CHECKING:
     from lagernvs import cameras, data, models, pipeline, trajectories
-    from lagernvs.camera_batch import Cameras
+    from lagernvs.cameras import Cameras
+    from lagernvs.data import load_scene
     from lagernvs.data.scene import Scene
-    from lagernvs.data.sources import load_scene
     from lagernvs.models import LagerNVSModel
-    from lagernvs.pipeline import LagerNVSPipeline, LagerNVSPipelineOutput, LagerNVSScene
+    from lagernvs.pipeline import (
+        EncodedScene,
+        LagerNVSPipeline,
+        LagerNVSPipelineOutput,
+        LagerNVSScene,
+    )
     from lagernvs.pipeline.loading import demo_pipeline, load_pipeline
 
 

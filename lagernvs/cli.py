@@ -3,21 +3,36 @@
 lagernvs demo [--output-dir DIR]
 lagernvs render --images a.png b.png [--cameras cams.json] --path orbit --output-dir DIR
 lagernvs render --scene path/to/scene --views 0 10 --path interpolate --output-dir DIR
+lagernvs render --model RUN/model ...   (any model spec, see below)
 lagernvs convert model.pt --preset re10k_2v_256 --output-dir DIR
 lagernvs shards ... / lagernvs train ...
+lagernvs view --demo | --images a.png b.png [--cameras c.json | --vggt-weights W] | --scene DIR
+
+Models are loaded through :func:`lagernvs.pipeline.load_pipeline`, so ``--model`` takes what every
+command takes: ``demo``, a pipeline folder, a model folder written by ``lagernvs train`` (or its
+run folder), an official ``model.pt`` with ``--preset``, or ``preset:NAME`` (random weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lagernvs.viewer import add_view_parser
+
 Handler = Callable[[argparse.Namespace], int | None]
 PATH_KINDS = ("interpolate", "orbit", "dolly", "extrapolate")
+MODEL_HELP = (
+    "the model: 'demo' (default), a pipeline folder, a model folder written by `lagernvs train` "
+    "(RUN/model) or its run folder, an official model.pt with --preset, or 'preset:NAME' "
+    "(random weights)"
+)
+PRESET_HELP = "preset of an official checkpoint file: re10k_2v_256, dl3dv_256 or general_512"
 
 
 class UserFacingError(Exception):
@@ -40,39 +55,16 @@ def _run_shards(args: argparse.Namespace) -> None:
     print(f"wrote shards and index {index_path}")
 
 
-def _load_pipeline(args: argparse.Namespace) -> Any:
-    import torch
-    from diffusers.utils import logging as diffusers_logging
-
-    from lagernvs.demo import demo_pipeline
-    from lagernvs.pipeline import LagerNVSPipeline
-
-    diffusers_logging.disable_progress_bar()
-
-    if args.model is None:
-        pipe = demo_pipeline()
-    else:
-        model_dir = Path(args.model)
-        if not (model_dir / "model_index.json").is_file():
-            raise UserFacingError(
-                f"{model_dir} is not a saved pipeline (no model_index.json); give a folder "
-                "written by save_pretrained or `lagernvs convert`"
-            )
-        pipe = LagerNVSPipeline.from_pretrained(model_dir, local_files_only=True)
-    pipe.to(torch.device(args.device))
-    return pipe
-
-
 def _render_inputs(args: argparse.Namespace) -> tuple[list[Any], Any]:
     """Source images (read, so that bad files fail before the model loads) and cameras (None
     for unposed input) from --images/--cameras or --scene."""
-    from lagernvs.camera_batch import Cameras
-    from lagernvs.pipeline import load_images
+    from lagernvs.cameras import Cameras
+    from lagernvs.data.images import load_images
 
     if args.scene is not None:
         if args.images or args.cameras:
             raise UserFacingError("use either --scene or --images/--cameras, not both")
-        from lagernvs.data.sources import load_scene
+        from lagernvs.data import load_scene
 
         scene = load_scene(args.scene)
         views = args.views if args.views else [0, scene.num_frames - 1]
@@ -95,7 +87,7 @@ def _render_inputs(args: argparse.Namespace) -> tuple[list[Any], Any]:
 def _path_cameras(args: argparse.Namespace, sources: Any, image_size: tuple[int, int]) -> Any:
     """The target cameras of --path around the sources (the first source frame if unposed)."""
     from lagernvs import trajectories
-    from lagernvs.camera_batch import Cameras
+    from lagernvs.cameras import Cameras
 
     if sources is None:
         if args.path in ("interpolate", "extrapolate"):
@@ -114,23 +106,48 @@ def _path_cameras(args: argparse.Namespace, sources: Any, image_size: tuple[int,
     return trajectories.camera_path(args.path, sources, args.num_frames, **options)
 
 
-def _run_render(args: argparse.Namespace) -> None:
-    from lagernvs.io import write_frames, write_video
+def _open_video(stack: contextlib.ExitStack, video: Any) -> Any:
+    """Enter the video writer; without the optional video extra, say how to get it (None)."""
+    try:
+        return stack.enter_context(video)
+    except ModuleNotFoundError as missing:
+        print(f"no {video.path.name}: {missing}")
+        return None
 
-    images, cameras = _render_inputs(args)
-    pipe = _load_pipeline(args)
-    pipe.set_progress_bar_config(desc="render", leave=False)
-    size = tuple(args.size) if args.size else pipe.model.image_size
-    scene = pipe.encode(images, cameras)
-    targets = _path_cameras(args, scene.source_cameras, size)
-    output = pipe.render(
-        scene, targets, height=size[0], width=size[1], output_type="np", chunk_size=args.chunk_size
-    )
+
+def _run_render(args: argparse.Namespace) -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    from lagernvs.cameras import Cameras
+    from lagernvs.io import FrameWriter, VideoWriter
+    from lagernvs.pipeline import load_pipeline, resolve_device
+
+    diffusers_logging.disable_progress_bar()
+    device = resolve_device(args.device)
     out_dir = Path(args.output_dir)
-    write_frames(output.images, out_dir / "frames")
-    video = write_video(output.images, out_dir / "video.mp4", fps=args.fps, upscale=args.upscale)
-    output.cameras.save(out_dir / "cameras.json")
-    print(f"rendered {len(targets)} frames to {out_dir / 'frames'} and {video}")
+    video = VideoWriter(out_dir / "video.mp4", fps=args.fps, upscale=args.upscale)
+    images, cameras = _render_inputs(args)
+    pipe = load_pipeline(args.model, preset=args.preset, device=device, with_denoiser=False)
+    pipe.set_progress_bar_config(desc="render", leave=False)
+    height, width = tuple(args.size) if args.size else pipe.model.image_size
+    scene = pipe.encode(images, cameras)
+    targets = _path_cameras(args, scene.source_cameras, (height, width))
+    frames, rendered = FrameWriter(out_dir / "frames"), []
+    with contextlib.ExitStack() as stack:
+        writer = _open_video(stack, video)
+        for start in pipe.progress_bar(range(0, len(targets), args.chunk_size)):
+            output = pipe.render(
+                scene, targets[start : start + args.chunk_size], height=height, width=width,
+                chunk_size=args.chunk_size, output_type="np",
+            )  # fmt: skip
+            rendered.append(output.cameras)
+            for frame in output.images:
+                frames.append(frame)
+                if writer is not None:
+                    writer.append(frame)
+    Cameras.cat(rendered).save(out_dir / "cameras.json")
+    written = f" and {video.path}" if writer is not None else ""
+    print(f"rendered {frames.count} frames to {frames.folder}{written}")
 
 
 def _run_demo(args: argparse.Namespace) -> None:
@@ -145,19 +162,19 @@ def _run_demo(args: argparse.Namespace) -> None:
 def _run_convert(args: argparse.Namespace) -> None:
     from diffusers.utils import logging as diffusers_logging
 
-    from lagernvs.pipeline import LagerNVSPipeline
+    from lagernvs.pipeline import load_pipeline
 
     diffusers_logging.disable_progress_bar()
-    pipe = LagerNVSPipeline.from_original_checkpoint(args.checkpoint, args.preset)
+    pipe = load_pipeline(args.checkpoint, preset=args.preset)
     pipe.save_pretrained(args.output_dir)
-    print(f"converted {args.checkpoint} ({args.preset}) to {args.output_dir}")
+    print(f"converted {args.checkpoint} to {args.output_dir}")
 
 
 # Subcommands whose arguments are parsed by their own module's `main(argv)`.
 _PASSTHROUGH_MODULES = {
     "train": "lagernvs.training.train",
     "train-denoiser": "lagernvs.training.train_denoiser",
-    "eval": "lagernvs.evaluation.benchmark",
+    "eval": "lagernvs.evaluation.evaluate",
     "bench": "lagernvs.evaluation.bench",
 }
 
@@ -168,6 +185,16 @@ def _run_module_main(command: str, argv: list[str]) -> int | None:
 
 
 # ----------------------------------------------------------------------------- parsers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _add_shards(subparsers: argparse._SubParsersAction) -> None:
@@ -211,17 +238,20 @@ def _add_render(subparsers: argparse._SubParsersAction) -> None:
     )
     path = parser.add_argument_group("camera path")
     path.add_argument("--path", choices=PATH_KINDS, default="orbit")
-    path.add_argument("--num-frames", type=int, default=60)
+    path.add_argument("--num-frames", type=_positive_int, default=60)
     path.add_argument("--degrees", type=float, default=30.0, help="orbit arc (360: full circle)")
     path.add_argument("--fraction", type=float, default=0.5, help="extrapolation beyond the span")
     path.add_argument("--distance", type=float, default=None, help="dolly distance (world units)")
-    parser.add_argument("--model", default=None, help="save_pretrained folder (default: demo)")
+    parser.add_argument("--model", default="demo", help=MODEL_HELP)
+    parser.add_argument("--preset", default=None, help=PRESET_HELP)
     parser.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"))
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--fps", type=float, default=24.0)
-    parser.add_argument("--upscale", type=int, default=1, help="integer video upscaling")
-    parser.add_argument("--chunk-size", type=int, default=8, help="frames per forward pass")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--upscale", type=_positive_int, default=1, help="integer video upscaling")
+    parser.add_argument(
+        "--chunk-size", type=_positive_int, default=8, help="frames per forward pass"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.set_defaults(handler=_run_render)
 
 
@@ -234,7 +264,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         "(DIR/metrics.json). No download; CPU is enough.",
     )
     parser.add_argument("--output-dir", default="lagernvs-demo")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument(
         "--mode",
         choices=["deterministic", "sampled"],
@@ -246,10 +276,13 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert an official LagerNVS model.pt into a save_pretrained folder"
+        "convert",
+        help="convert an official LagerNVS model.pt (or any model) into a pipeline folder",
     )
-    parser.add_argument("checkpoint", help="official model.pt ({'model': state_dict})")
-    parser.add_argument("--preset", required=True, help="model preset, e.g. re10k_2v_256")
+    parser.add_argument(
+        "checkpoint", help="official model.pt ({'model': state_dict}) with --preset, or any model"
+    )
+    parser.add_argument("--preset", default=None, help=PRESET_HELP)
     parser.add_argument("--output-dir", required=True)
     parser.set_defaults(handler=_run_convert)
 
@@ -269,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(subparsers)
     _add_convert(subparsers)
     _add_shards(subparsers)
+    add_view_parser(subparsers)
     _add_passthrough(subparsers)
     return parser
 

@@ -7,21 +7,22 @@ demo_scenes`` holds synthetic scenes the model never saw, in the Re10k layout, w
 
 :func:`run_demo` renders every target view, scores it against the ground truth next to the
 nearest-source-view baseline (the source image whose camera centre is closest to the target's),
-writes comparison images, an orbit video and ``metrics.json``, and prints a summary.
+writes comparison images, an orbit video (with the optional ``video`` extra; without it, a line
+says how to get it) and ``metrics.json``, and prints a summary.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from lagernvs.camera_batch import Cameras
+from lagernvs.cameras import Cameras
 from lagernvs.pipeline import LagerNVSPipeline
 from lagernvs.pipeline.loading import (
     DEMO_DENOISER_DIR,
@@ -46,7 +47,7 @@ __all__ = [
     "DEMO_MODEL_DIR",
     "DEMO_DENOISER_DIR",
     "DEMO_SCENES_DIR",
-    "DemoScene",
+    "HeldOutViews",
     "demo_pipeline",
     "load_demo_scenes",
     "nearest_source_view",
@@ -56,8 +57,8 @@ __all__ = [
 
 
 @dataclass
-class DemoScene:
-    """One held-out scene: source and target images (V, 3, H, W) with their cameras."""
+class HeldOutViews:
+    """Source and target views of one held-out scene: images (V, 3, H, W) with their cameras."""
 
     scene_id: str
     source_images: Tensor
@@ -66,11 +67,10 @@ class DemoScene:
     target_cameras: Cameras
 
 
-def load_demo_scenes(root: str | Path) -> list[DemoScene]:
+def load_demo_scenes(root: str | Path) -> list[HeldOutViews]:
     """The scenes of ``root`` (Re10k layout + ``views.json``) with their views and cameras."""
-    from lagernvs.data.images import read_image
-    from lagernvs.data.sources import load_scene
-    from lagernvs.data.views import read_view_index
+    from lagernvs.data import load_scene, read_view_index
+    from lagernvs.data.images import load_images
 
     root = Path(root)
     scenes = []
@@ -78,11 +78,11 @@ def load_demo_scenes(root: str | Path) -> list[DemoScene]:
         scene = load_scene(root, "re10k", scene_id=entry.scene, split=DEMO_SPLIT)
         sources, targets = scene.select(list(entry.context)), scene.select(list(entry.target))
         scenes.append(
-            DemoScene(
+            HeldOutViews(
                 scene_id=entry.scene,
-                source_images=torch.stack([read_image(p) for p in sources.image_paths]),
+                source_images=torch.stack(load_images(sources.image_paths)),
                 source_cameras=Cameras.from_scene(sources),
-                target_images=torch.stack([read_image(p) for p in targets.image_paths]),
+                target_images=torch.stack(load_images(targets.image_paths)),
                 target_cameras=Cameras.from_scene(targets),
             )
         )
@@ -105,7 +105,7 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
 
 
-def _comparison(scene: DemoScene, rendered: Tensor, baseline: Tensor) -> Tensor:
+def _comparison(scene: HeldOutViews, rendered: Tensor, baseline: Tensor) -> Tensor:
     """Image grid: sources (padded), then rows ground truth / LagerNVS / nearest source view."""
     from torchvision.utils import make_grid
 
@@ -136,13 +136,11 @@ def run_demo(
     ``pipe`` and ``scenes_dir`` default to the bundled model and scenes. With ``sampled`` the
     diffusion decoder also runs (:func:`run_sampled_demo`) and adds a ``"sampled"`` entry.
     """
-    from torchvision.utils import save_image
-
     from lagernvs import trajectories
-    from lagernvs.io import write_video
+    from lagernvs.io import write_json
 
     started = time.perf_counter()
-    pipe = demo_pipeline(device, with_denoiser=sampled or None) if pipe is None else pipe
+    pipe = demo_pipeline(device, with_denoiser=sampled) if pipe is None else pipe
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     per_scene, orbit_frames = [], []
@@ -161,19 +159,15 @@ def run_demo(
                 "baseline_nearest_view": _scores(baseline, truth),
             }
         )
-        grid_scene = DemoScene(
+        grid_scene = HeldOutViews(
             scene.scene_id, sources, scene.source_cameras, truth, scene.target_cameras
         )
-        save_image(
+        _save_grid(
             _comparison(grid_scene, rendered, baseline), output_dir / f"{scene.scene_id}.png"
         )
         path = trajectories.orbit(encoded.source_cameras, ORBIT_FRAMES, degrees=ORBIT_DEGREES)
         orbit_frames.append(pipe.render(encoded, path, output_type="np").images)
-    import numpy as np
-
-    video = write_video(
-        np.concatenate(orbit_frames), output_dir / "orbit.mp4", upscale=VIDEO_UPSCALE
-    )
+    video = _write_orbit(orbit_frames, output_dir / "orbit.mp4")
     metrics = {
         "deterministic": _mean([row["deterministic"] for row in per_scene]),
         "baseline_nearest_view": _mean([row["baseline_nearest_view"] for row in per_scene]),
@@ -186,7 +180,7 @@ def run_demo(
     if sampled:
         metrics["sampled"] = run_sampled_demo(pipe, output_dir)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(metrics, output_dir / "metrics.json")
     if verbose:
         _print_summary(metrics, output_dir, video)
     return metrics
@@ -202,7 +196,7 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
     something was. Writes ``sampled_<seed>.png`` (a row per target: truth, deterministic
     render, samples) and returns the means over scenes plus the per-scene values.
     """
-    from torchvision.utils import make_grid, save_image
+    from torchvision.utils import make_grid
 
     from lagernvs.data.synthetic import render_synthetic_scene, visibility_mask
     from lagernvs.diffusion import spread_by_visibility
@@ -252,9 +246,7 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
             }
         )
         grid = torch.cat([truth[:, None], deterministic[:, None], samples.transpose(0, 1)], 1)
-        save_image(
-            make_grid(grid.flatten(0, 1), nrow=2 + k), output_dir / f"sampled_{seed}.png"
-        )
+        _save_grid(make_grid(grid.flatten(0, 1), nrow=2 + k), output_dir / f"sampled_{seed}.png")
     summary = _mean([{key: v for key, v in row.items() if key != "seed"} for row in rows])
     summary.update(
         num_samples=k,
@@ -267,13 +259,30 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
     return summary
 
 
+def _save_grid(grid: Tensor, path: Path) -> None:
+    """Write a (3, H, W) image grid in [0, 1] as a PNG, atomically."""
+    from lagernvs.io import write_image
+
+    write_image(grid.permute(1, 2, 0).numpy(), path)
+
+
+def _write_orbit(frames: list[np.ndarray], path: Path) -> str:
+    """Write the orbit video; without the optional video extra, say how to get it instead."""
+    from lagernvs.io import write_video
+
+    try:
+        return str(write_video(np.concatenate(frames), path, upscale=VIDEO_UPSCALE))
+    except ModuleNotFoundError as missing:
+        return f"no {path.name} ({missing})"
+
+
 def _to_size(images: Tensor, size: tuple[int, int]) -> Tensor:
-    from lagernvs.data.preprocess import crop_resize_images
+    from lagernvs.data.model_inputs import crop_resize_images
 
     return images if tuple(images.shape[-2:]) == size else crop_resize_images(images, size)
 
 
-def _print_summary(metrics: dict[str, Any], output_dir: Path, video: Path) -> None:
+def _print_summary(metrics: dict[str, Any], output_dir: Path, video: str) -> None:
     ours, base = metrics["deterministic"], metrics["baseline_nearest_view"]
     print(
         f"LagerNVS demo: {metrics['num_target_views']} novel views of {metrics['num_scenes']} "

@@ -1,6 +1,6 @@
 """Camera paths through and around the source cameras: what videos and viewers render.
 
-Every path takes the source :class:`~lagernvs.camera_batch.Cameras` and returns new ``Cameras``
+Every path takes the source :class:`~lagernvs.cameras.Cameras` and returns new ``Cameras``
 with ``num_frames`` cameras, one image size (the first source camera's unless ``image_size``
 is given; other cameras' intrinsics are cropped/resized to it as the pipeline does) and the
 intrinsics of the sources.
@@ -24,8 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lagernvs.camera_batch import Cameras
-from lagernvs.cameras import matrix_to_quaternion, quaternion_to_matrix
+from lagernvs.cameras import Cameras, matrix_to_quaternion, quaternion_to_matrix
 
 __all__ = [
     "PATHS",

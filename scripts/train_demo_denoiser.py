@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from bundled_assets import finish_asset
 
-from lagernvs.camera_batch import Cameras
+from lagernvs.cameras import Cameras
+from lagernvs.config import to_dict
 from lagernvs.data.synthetic import render_synthetic_scene
 from lagernvs.demo import (
     DEMO_DENOISER_DIR,
@@ -35,7 +36,6 @@ from lagernvs.demo import (
 )
 from lagernvs.diffusion import flicker
 from lagernvs.pipeline import LagerNVSPipeline
-from lagernvs.config import to_dict
 from lagernvs.training.train_denoiser import load_denoiser_config, run_denoiser_training
 
 REPO = Path(__file__).resolve().parents[1]

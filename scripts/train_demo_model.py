@@ -24,13 +24,14 @@ import torch
 from accelerate import PartialState
 from bundled_assets import finish_asset
 
+from lagernvs.config import to_dict
 from lagernvs.data.shards import read_index
 from lagernvs.data.synthetic import write_synthetic_dataset
+from lagernvs.data.training_stream import prepare_synthetic_shards
 from lagernvs.demo import DEMO_MODEL_DIR, DEMO_SCENES_DIR, DEMO_SPLIT, VIEWS_FILE, run_demo
 from lagernvs.models import LagerNVSModel
 from lagernvs.pipeline import LagerNVSPipeline
-from lagernvs.config import to_dict
-from lagernvs.training.train import load_train_config, prepare_synthetic_shards, run_training
+from lagernvs.training.train import load_train_config, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "demo.yaml"

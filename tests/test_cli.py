@@ -15,6 +15,7 @@ from PIL import Image
 from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline, demo
 from lagernvs.cli import main
 from lagernvs.data.synthetic import render_synthetic_scene, write_synthetic_dataset
+from lagernvs.pipeline import loading
 
 
 def tiny_model(seed: int = 0, **overrides) -> LagerNVSModel:
@@ -62,6 +63,17 @@ def test_help_is_fast_and_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+    for command in ("demo", "render", "convert", "shards"):
+        script = (
+            "import contextlib, io, sys, lagernvs.cli as c\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    c.main([{command!r}, '--help'])\n"
+            "print(sorted(m for m in ('torch', 'diffusers', 'numpy') if m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "[]", command
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
@@ -132,7 +144,8 @@ def test_demo_end_to_end_on_a_tiny_model(model_dir, tmp_path, monkeypatch, capsy
     )
     views = {scene: {"context": [0, 3], "target": [1, 2]} for scene in ids}
     (tmp_path / "scenes" / "views.json").write_text(json.dumps(views))
-    monkeypatch.setattr(demo, "DEMO_MODEL_DIR", model_dir)
+    monkeypatch.setattr(loading, "DEMO_MODEL_DIR", model_dir)
+    monkeypatch.setattr(loading, "DEMO_DENOISER_DIR", tmp_path / "no_denoiser")
     monkeypatch.setattr(demo, "DEMO_SCENES_DIR", tmp_path / "scenes")
     code, stdout, _ = run(["demo", "--output-dir", tmp_path / "demo"], capsys)
     assert code == 0 and "nearest source view" in stdout
@@ -190,6 +203,37 @@ def test_demo_end_to_end_on_a_tiny_model(model_dir, tmp_path, monkeypatch, capsy
             ["convert", "{tmp}/bad.png", "--preset", "tiny", "--output-dir", "{tmp}/c"],
             "not a readable checkpoint",
         ),
+        (
+            ["render", "--images", "{img}", "--device", "bogus", "--output-dir", "{tmp}/o"],
+            "unknown device 'bogus'",
+        ),
+        pytest.param(
+            ["render", "--images", "{img}", "--device", "cuda", "--output-dir", "{tmp}/o"],
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
+        pytest.param(
+            ["demo", "--device", "cuda", "--output-dir", "{tmp}/o"],
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
+        (
+            ["render", "--model", "tiny", "--images", "{img}", "--output-dir", "{tmp}/o"],
+            "spell random weights as 'preset:tiny'",
+        ),
+        (
+            ["render", "--model", "preset:nope", "--images", "{img}", "--output-dir", "{tmp}/o"],
+            "unknown preset 'nope'",
+        ),
+        (
+            ["render", "--model", "{tmp}/bad.pt", "--images", "{img}", "--output-dir", "{tmp}/o"],
+            "name its preset",
+        ),
+        (
+            ["render", "--model", "demo", "--preset", "tiny", "--images", "{img}",
+             "--output-dir", "{tmp}/o"],
+            "a preset only applies to an official checkpoint file",
+        ),  # fmt: skip
     ],
 )
 def test_errors_are_one_line_and_a_non_zero_exit(
@@ -197,6 +241,7 @@ def test_errors_are_one_line_and_a_non_zero_exit(
 ):
     images, cameras = posed_inputs
     (tmp_path / "bad.png").write_bytes(b"definitely not a png")
+    (tmp_path / "bad.pt").write_bytes(b"not read: the preset is asked for first")
     two = Cameras.load(cameras)
     two.save(tmp_path / "two.json")
     record = two[:1].to_dict()
@@ -210,3 +255,88 @@ def test_errors_are_one_line_and_a_non_zero_exit(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"lagernvs {argv[0]}: error:"), err
     assert message in lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as `lagernvs train` leaves it: the trained model saved in RUN/model."""
+    run = tmp_path_factory.mktemp("run")
+    tiny_model(seed=7).save_pretrained(run / "model")
+    return run
+
+
+@pytest.mark.parametrize("spec", ["model_folder", "run_folder", "checkpoint", "preset"])
+def test_render_loads_every_kind_of_model(spec, run_dir, posed_inputs, tmp_path, capsys):
+    """`render --model` takes what `lagernvs train` writes (RUN/model, or the run folder), an
+    official checkpoint with --preset, and 'preset:NAME': the same loader as every command."""
+    images, cameras = posed_inputs
+    trained = LagerNVSModel.from_pretrained(run_dir / "model")
+    official = tiny_model(seed=5, image_size=(64, 64), encoder_image_size=112)  # = preset "tiny"
+    torch.save({"model": official.state_dict()}, tmp_path / "model.pt")
+    models = {
+        "model_folder": [run_dir / "model"],
+        "run_folder": [run_dir],
+        "checkpoint": [tmp_path / "model.pt", "--preset", "tiny"],
+        "preset": ["preset:tiny"],
+    }
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        ["render", "--model", *models[spec], "--images", *images, "--cameras", cameras,
+         "--path", "interpolate", "--num-frames", 2, "--output-dir", out],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "rendered 2 frames" in stdout
+    assert len(list((out / "frames").iterdir())) == 2
+    rendered = Cameras.load(out / "cameras.json")
+    expected_size = (64, 64) if spec in ("checkpoint", "preset") else (32, 32)
+    assert rendered.image_size == expected_size  # the preset's own size, or the saved config's
+    if spec in ("model_folder", "run_folder"):
+        # The frames are those of the trained weights (not of a fresh model).
+        pipe = LagerNVSPipeline(model=trained.eval())
+        pipe.set_progress_bar_config(disable=True)
+        source = Cameras.load(cameras)
+        expected = pipe(images, source, target_cameras=rendered[1], output_type="np").images[0]
+        written = np.asarray(Image.open(out / "frames" / "00001.png"), dtype=np.float32) / 255
+        np.testing.assert_allclose(written, expected, atol=1 / 255 + 1e-6)
+
+
+def _without_video_extra(monkeypatch):
+    """Make imageio and imageio-ffmpeg unimportable, as without the `video` extra."""
+    for name in ("imageio", "imageio.v2", "imageio_ffmpeg"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_render_without_the_video_extra_writes_frames_and_says_how(
+    model_dir, posed_inputs, tmp_path, monkeypatch, capsys
+):
+    images, _ = posed_inputs
+    _without_video_extra(monkeypatch)
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        ["render", "--model", model_dir, "--images", *images, "--num-frames", 3,
+         "--output-dir", out],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "pip install 'lagernvs[video]'" in stdout and "rendered 3 frames" in stdout
+    assert len(list((out / "frames").iterdir())) == 3
+    assert not (out / "video.mp4").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no partial file
+
+
+def test_demo_without_the_video_extra_still_runs(model_dir, tmp_path, monkeypatch, capsys):
+    (scene_id,) = write_synthetic_dataset(
+        tmp_path / "scenes", 1, split="test", num_frames=4, height=32, width=32
+    )
+    views = {scene_id: {"context": [0, 3], "target": [1]}}
+    (tmp_path / "scenes" / "views.json").write_text(json.dumps(views))
+    monkeypatch.setattr(loading, "DEMO_MODEL_DIR", model_dir)
+    monkeypatch.setattr(loading, "DEMO_DENOISER_DIR", tmp_path / "no_denoiser")
+    monkeypatch.setattr(demo, "DEMO_SCENES_DIR", tmp_path / "scenes")
+    _without_video_extra(monkeypatch)
+    code, stdout, err = run(["demo", "--output-dir", tmp_path / "demo"], capsys)
+    assert code == 0, err
+    assert "no orbit.mp4" in stdout and "pip install 'lagernvs[video]'" in stdout
+    assert (tmp_path / "demo" / "metrics.json").is_file()
+    assert not (tmp_path / "demo" / "orbit.mp4").exists()

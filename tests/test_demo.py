@@ -20,7 +20,7 @@ def test_bundled_assets_are_small_safetensors_and_held_out_scenes():
     index = json.loads((demo.DEMO_MODEL_DIR / "model_index.json").read_text())
     assert index["model"][1] == "LagerNVSModel"
     scenes = demo.load_demo_scenes(demo.DEMO_SCENES_DIR)
-    assert len(scenes) >= 2
+    assert len(scenes) >= 2 and all(isinstance(s, demo.HeldOutViews) for s in scenes)
     assert all(len(s.target_cameras) >= 1 and len(s.source_cameras) == 2 for s in scenes)
 
 

@@ -13,7 +13,7 @@ from diffusers import (
 from test_denoiser import perturb
 
 from lagernvs.cameras import plucker_rays
-from lagernvs.diffusion import DenoisingRenderer, ObjectiveConfig, build_noise_scheduler
+from lagernvs.diffusion import DenoisingRenderer, NoiseSchedule, build_noise_scheduler
 from lagernvs.diffusion.objective import add_noise, noise_scales, x0_to_model_output
 from lagernvs.diffusion.sampling import flicker, sample_views, spread_by_visibility
 from lagernvs.models import LagerNVSModel
@@ -42,7 +42,7 @@ def denoiser() -> DenoisingRenderer:
 
 @pytest.fixture(scope="module")
 def scheduler() -> DDPMScheduler:
-    return build_noise_scheduler(ObjectiveConfig())
+    return build_noise_scheduler(NoiseSchedule())
 
 
 def scene_and_rays(targets: int = T, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +109,7 @@ def test_every_variance_preserving_scheduler_runs(name, denoiser, scheduler) -> 
 
 
 def test_flow_matching_scheduler_runs() -> None:
-    config = ObjectiveConfig(prediction_type="flow", flow_shift=2.0)
+    config = NoiseSchedule(prediction_type="flow", flow_shift=2.0)
     flow = build_noise_scheduler(config)
     assert isinstance(flow, FlowMatchEulerDiscreteScheduler)
     samples = sample(make_denoiser("flow"), flow, num_samples=2)
@@ -164,7 +164,7 @@ def test_strength_to_zero_returns_the_deterministic_render(denoiser, scheduler) 
 @pytest.mark.parametrize("objective", ["sample", "flow"])
 def test_strength_starts_from_the_noised_deterministic_render(objective, monkeypatch) -> None:
     denoiser = make_denoiser(objective)
-    chosen = build_noise_scheduler(ObjectiveConfig(prediction_type=objective))
+    chosen = build_noise_scheduler(NoiseSchedule(prediction_type=objective))
     scene, rays = scene_and_rays()
     render = deterministic(scene, rays)
     calls: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -218,12 +218,12 @@ def test_flicker_is_the_mean_absolute_frame_difference() -> None:
 def test_noise_and_conversions_match_the_diffusers_schedulers() -> None:
     x0 = torch.rand(3, 2, 3, 8, 8) * 2 - 1
     noise = torch.randn_like(x0)
-    ddpm = build_noise_scheduler(ObjectiveConfig())
+    ddpm = build_noise_scheduler(NoiseSchedule())
     timesteps = torch.tensor([0, 500, 999])
     torch.testing.assert_close(
         add_noise(ddpm, x0, noise, timesteps), ddpm.add_noise(x0, noise, timesteps)
     )
-    flow = build_noise_scheduler(ObjectiveConfig(prediction_type="flow", flow_shift=3.0))
+    flow = build_noise_scheduler(NoiseSchedule(prediction_type="flow", flow_shift=3.0))
     flow_t = flow.timesteps[torch.tensor([0, 400, 998])]
     torch.testing.assert_close(
         add_noise(flow, x0, noise, flow_t), flow.scale_noise(x0, flow_t, noise)

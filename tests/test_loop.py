@@ -21,9 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lagernvs.data.batch_streams import ResumableBatches
+from lagernvs.training.checkpoints import list_checkpoints
 from lagernvs.training.config import LoopConfig, OptimConfig
-from lagernvs.training.loop import ResumableBatches, Trainer, list_checkpoints, read_metrics
 from lagernvs.training.optim import parameter_groups
+from lagernvs.training.tracking import read_metrics
+from lagernvs.training.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,6 +274,57 @@ def test_unusable_settings_fail_at_construction(tmp_path):
     optim, loop = toy_configs()
     with pytest.raises(ValueError, match="wrap a deterministic iterable in ResumableBatches"):
         Trainer(ToyModel(), ToyLoss(), ToyBatches(seed=1, micro_batch=4), optim, loop, tmp_path)
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+class QuietLoss:
+    """MSE of the toy model that reads nothing back itself (for counting the loop's reads)."""
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        prediction = model(batch["images"])
+        mse = F.mse_loss(prediction, batch["target"])
+        return {"total": mse, "mse": mse, "prediction": prediction, "target": batch["target"]}
+
+
+def test_only_logged_steps_read_values_back_from_the_device(tmp_path, monkeypatch):
+    """A read of a tensor value (a device sync on an accelerator) happens on logged steps only."""
+    optim, loop = toy_configs(max_steps=8, log_every=4, eval_every=0, image_every=0)
+    stream = ResumableBatches(ToyBatches(seed=1, micro_batch=4))
+    trainer = Trainer(ToyModel(), QuietLoss(), stream, optim, loop, tmp_path)
+    reads: list[tuple[int, str]] = []
+
+    def recording(name: str):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            reads.append((trainer.state.step, name))
+            return original(self, *args, **kwargs)
+
+        return read
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, recording(name))
+    trainer.train()
+    monkeypatch.undo()
+    assert trainer.state.step == 8 and trainer.state.skipped_steps == 0
+    steps = {step for step, _ in reads}
+    assert 4 in steps, reads  # the log of step 4 is read: the recording works
+    assert steps <= {0, 4, 8}, sorted(reads)
+    assert [r["step"] for r in read_metrics(tmp_path / "logs")] == [4, 8]
+
+
+def test_without_tensorboard_the_loop_says_so_once_and_logs_jsonl(tmp_path, monkeypatch, capsys):
+    from lagernvs.training import tracking
+
+    monkeypatch.setattr(tracking, "is_tensorboard_available", lambda: False)
+    run_toy(tmp_path, max_steps=2, log_with="auto")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "TensorBoard" in line]
+    assert len(lines) == 1 and "TensorBoard logging is off" in lines[0], lines
+    assert [r["step"] for r in read_metrics(tmp_path / "logs") if "loss/total" in r] == [1, 2]
+    with pytest.raises(ValueError, match="'loop.log_with': tensorboard is not installed"):
+        run_toy(tmp_path / "required", log_with="tensorboard")
 
 
 def _child_env() -> dict[str, str]:

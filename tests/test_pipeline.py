@@ -9,7 +9,15 @@ import PIL.Image
 import pytest
 import torch
 
-from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline, LagerNVSPipelineOutput
+from lagernvs import (
+    Cameras,
+    EncodedScene,
+    LagerNVSModel,
+    LagerNVSPipeline,
+    LagerNVSPipelineOutput,
+    LagerNVSScene,
+)
+from lagernvs.data.model_inputs import camera_problem
 from lagernvs.data.preprocess import preprocess_views
 from lagernvs.data.synthetic import render_synthetic_scene
 
@@ -140,6 +148,7 @@ def test_pil_numpy_tensor_and_file_inputs_agree(pipe, scene, tmp_path):
         paths,
         [str(p) for p in paths],
         torch.from_numpy(pixels).permute(0, 3, 1, 2),
+        [p.read_bytes() for p in paths],
     ]
     outputs = [
         pipe(x, cameras[[0, 4]], target_cameras=cameras[2], output_type="pt").images for x in inputs
@@ -244,3 +253,63 @@ def test_clear_errors_for_bad_inputs(pipe, scene, tmp_path):
         pipe(images[[0, 4]], target_cameras=cameras.c2w)
     with pytest.raises(ValueError, match="one scene per call"):
         pipe(images[None], **target)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        pipe(images[[0, 4]], generator=123, **target)
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        pipe(images[[0, 4]], chunk_size=0, **target)
+    with pytest.raises(ValueError, match="height must be an int"):
+        pipe(images[[0, 4]], height="32", **target)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        pipe(images[[0, 4]], mode="fast", **target)
+    with pytest.raises(ValueError, match="scene must come from pipe.encode"):
+        pipe.render(images, cameras[1])
+    other = LagerNVSPipeline(model=tiny_model(renderer_width=48, renderer_heads=4))
+    with pytest.raises(ValueError, match="scene_tokens must be a 4-d tensor"):
+        pipe.render(other.encode(images[[0, 4]]), cameras[1])
+
+
+def test_every_entry_point_checks_its_inputs_once(pipe, scene, monkeypatch):
+    images, cameras = scene
+    calls = []
+    check = LagerNVSPipeline.check_inputs
+    monkeypatch.setattr(
+        pipe, "check_inputs", lambda *a, **k: calls.append(1) or check(pipe, *a, **k)
+    )
+    pipe(images[[0, 4]], cameras[[0, 4]], target_cameras=cameras[1:3])
+    assert len(calls) == 1
+    encoded = pipe.encode(images[[0, 4]], cameras[[0, 4]])
+    pipe.render(encoded, cameras[1:3])
+    assert len(calls) == 3
+
+
+def test_encoded_scene_lives_in_the_data_pipelines_model_frame(pipe, scene):
+    """The pipeline and preprocess_views share one path: the same normalised target poses."""
+    images, cameras = scene
+    encoded = pipe.encode(images[[0, 4]], cameras[[0, 4]])
+    assert isinstance(encoded, EncodedScene) and LagerNVSScene is EncodedScene
+    _, sample = reference_render(pipe, images, cameras, [0, 4], [1, 2, 3])
+    model_frame = encoded.model_frame(cameras[[1, 2, 3]])
+    assert model_frame.dtype == torch.float32
+    torch.testing.assert_close(model_frame, sample["c2w"][2:], atol=1e-6, rtol=0)
+    assert encoded.scene_scale == pytest.approx(float(sample["scene_scale"]), rel=1e-6)
+    torch.testing.assert_close(encoded.source_images, sample["images"][:2], atol=0, rtol=0)
+    torch.testing.assert_close(encoded.source_cameras.fxfycxcy, sample["fxfycxcy"][:2])
+
+
+def test_one_degenerate_camera_rule_for_pipeline_and_data(pipe, scene):
+    """Sources at (nearly) one position: the data pipeline marks the sample invalid and the
+    pipeline refuses it, with the same message."""
+    images, cameras = scene
+    c2w = cameras.c2w[[0, 4, 2]].clone()
+    c2w[1, :3, 3] = c2w[0, :3, 3] + 1e-9  # below float32 resolution of the coordinates
+    near = Cameras(c2w, cameras.fxfycxcy[[0, 4, 2]], (40, 56))
+    message = camera_problem(near.c2w[:2], 2)
+    assert message is not None and "same position" in message
+    sample = preprocess_views(list(images[[0, 4, 2]]), near.c2w, near.fxfycxcy, SIZE, 2)
+    assert not bool(sample["is_valid"])
+    with pytest.raises(ValueError) as info:
+        pipe(images[[0, 4]], near[:2], target_cameras=near[2])
+    assert str(info.value) == message
+    apart = preprocess_views(list(images[[0, 4, 2]]), cameras.c2w[[0, 4, 2]],
+                             cameras.fxfycxcy[[0, 4, 2]], SIZE, 2)  # fmt: skip
+    assert bool(apart["is_valid"]) and camera_problem(cameras.c2w[[0, 4]], 2) is None

@@ -9,7 +9,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline
-from lagernvs.diffusion import DenoisingRenderer, ObjectiveConfig, build_noise_scheduler
+from lagernvs.diffusion import DenoisingRenderer, NoiseSchedule, build_noise_scheduler
 
 SIZE = (64, 64)
 
@@ -28,7 +28,7 @@ def _perturbed_denoiser(model: LagerNVSModel) -> DenoisingRenderer:
 def pipe() -> LagerNVSPipeline:
     torch.manual_seed(0)
     model = LagerNVSModel.from_preset("tiny").eval()
-    scheduler = DDIMScheduler.from_config(build_noise_scheduler(ObjectiveConfig()).config)
+    scheduler = DDIMScheduler.from_config(build_noise_scheduler(NoiseSchedule()).config)
     pipeline = LagerNVSPipeline(
         model=model, denoiser=_perturbed_denoiser(model), scheduler=scheduler
     )

@@ -10,13 +10,14 @@ import torch
 
 from lagernvs.evaluation.bench import main as bench_main
 from lagernvs.evaluation.speed import format_speed_table, measure_ms, run_speed
-from lagernvs.models import ATTENTION_TYPES, LagerNVSModel
+from lagernvs.models import ATTENTION_TYPES, LagerNVSModel, get_attention_backend
 from lagernvs.pipeline import LagerNVSPipeline
+from lagernvs.pipeline.loading import DEMO_MODEL_DIR
 
 
 def test_every_variant_size_and_view_count_is_timed(tmp_path: Path) -> None:
     report = run_speed(
-        "tiny", "cpu", tmp_path, sizes=[16, 24], views=[1, 3], precisions=["fp32"], warmup=0,
+        "preset:tiny", "cpu", tmp_path, sizes=[16, 24], views=[1, 3], precisions=["fp32"], warmup=0,
         runs=1,
     )  # fmt: skip
     results = report["results"]
@@ -54,21 +55,36 @@ def test_cli_with_a_saved_model_in_bf16(
 
 
 def test_errors_and_oom_rows(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="neither 'demo', an existing folder, nor a preset"):
+    with pytest.raises(FileNotFoundError, match="'no_such_model' does not exist; give 'demo'"):
         run_speed("no_such_model", "cpu", sizes=[16], views=[1])
+    with pytest.raises(ValueError, match="spell random weights as 'preset:tiny'"):
+        run_speed("tiny", "cpu", sizes=[16], views=[1])
     with pytest.raises(ValueError, match="multiples of the patch size 8"):
-        run_speed("tiny", "cpu", sizes=[20], views=[1])
+        run_speed("preset:tiny", "cpu", sizes=[20], views=[1])
     with pytest.raises(ValueError, match="unknown precisions"):
-        run_speed("tiny", "cpu", sizes=[16], views=[1], precisions=["fp16"])
+        run_speed("preset:tiny", "cpu", sizes=[16], views=[1], precisions=["fp16"])
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            run_speed("tiny", "cuda", sizes=[16], views=[1])
+            run_speed("preset:tiny", "cuda", sizes=[16], views=[1])
     report = {
         "model": "m", "device": "cpu", "runs": 1, "warmup": 0, "timer": "perf_counter",
         "results": [{"attention_type": "full_attention", "weights": "random", "precision": "fp32",
                      "image_size": 512, "num_views": 9, "error": "CUDA out of memory"}],
     }  # fmt: skip
     assert "| 512² | 9 | CUDA out of memory | - |" in format_speed_table(report)
+
+
+def test_demo_is_timed_as_it_is() -> None:
+    backend = get_attention_backend()
+    report = run_speed("demo", "cpu", views=[1], precisions=["fp32"], warmup=0, runs=1,
+                       backend="math")  # fmt: skip
+    (result,) = report["results"]  # its own size and attention variant only, with its weights
+    demo = LagerNVSModel.from_pretrained(DEMO_MODEL_DIR, subfolder="model")
+    assert result["image_size"] == demo.image_size[0]
+    assert result["attention_type"] == demo.config.attention_type
+    assert result["weights"] == "loaded" and report["model"] == "demo"
+    assert report["attention_backend"] == "math" and get_attention_backend() == backend
+    assert "Model: demo; device: cpu, attention kernel math" in format_speed_table(report)
 
 
 def test_measure_ms_calls_warmup_then_runs() -> None:

@@ -10,9 +10,10 @@ from torch import nn
 
 from lagernvs.data.preprocess import preprocess_views
 from lagernvs.data.synthetic import render_synthetic_scene
-from lagernvs.diffusion import DenoisingRenderer, DiffusionLoss, ObjectiveConfig
+from lagernvs.diffusion import DenoisingRenderer
 from lagernvs.diffusion.objective import noise_scales
 from lagernvs.models import LagerNVSModel
+from lagernvs.training.diffusion_loss import DiffusionLoss, ObjectiveConfig
 from lagernvs.training.train_denoiser import DenoiserBatchLoss, load_denoiser_config, main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,12 +1,16 @@
-"""Reading frames from disk or bytes into float tensors, with errors that name the file.
+"""The one image converter: files, bytes, PIL images, arrays and tensors -> float tensors in [0, 1].
 
 Decoding follows the reference pipeline: PIL decodes, 8-bit values are divided by 255 in float32,
-an alpha channel is dropped (not composited), grey images are repeated to RGB.
+an alpha channel is dropped (not composited), grey images are repeated to RGB. Every reader of
+images (the pipeline, the data pipeline, the CLI, the demo) goes through :func:`load_images`, so
+an image is read the same way and a bad one is refused with the same one-line message everywhere.
 """
 
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,22 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["decode_image", "image_to_tensor", "read_image", "read_image_size"]
+__all__ = [
+    "ImageInput",
+    "Images",
+    "decode_image",
+    "image_to_tensor",
+    "load_images",
+    "read_image",
+    "read_image_size",
+]
+
+ImageInput = Image.Image | np.ndarray | Tensor | str | os.PathLike | bytes
+"""One image (or, for arrays and tensors, a stack of images) in any supported form."""
+Images = ImageInput | Sequence[ImageInput]
+
+RANGE_TOLERANCE = 1e-3
+"""Float images may overshoot [0, 1] by this much (resampling ringing); they are clipped later."""
 
 
 def _open_error(source: str, error: Exception) -> ValueError:
@@ -75,3 +94,96 @@ def read_image(path: str | Path) -> Tensor:
 def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
     """Decode encoded image bytes (PNG, JPEG, ...) as a (3, H, W) float32 tensor in [0, 1]."""
     return _decode(io.BytesIO(data), name)
+
+
+def _array_tensor(array: np.ndarray, label: str) -> Tensor:
+    """(H, W), (H, W, C) or (V, H, W, C) numpy images -> a channels-first tensor."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim not in (3, 4) or array.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"{label}: numpy images must be (H, W), (H, W, C) or (V, H, W, C) with C in 1, 3, "
+            f"4, got shape {array.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, -3)
+
+
+def _to_float(tensor: Tensor, label: str, allow_uint8: bool) -> Tensor:
+    """uint8 / float values -> float32 in [0, 1]; finite and in range (checked on the CPU only,
+    so that a GPU tensor never forces a device sync)."""
+    if tensor.dtype == torch.uint8 and allow_uint8:
+        return tensor.float() / 255.0
+    if not tensor.is_floating_point():
+        expected = "uint8 or float values" if allow_uint8 else "float values in [0, 1]"
+        raise ValueError(
+            f"{label} holds {tensor.dtype} values; expected {expected} (decode files with "
+            "read_image, or pass paths)"
+        )
+    tensor = tensor.float()
+    if tensor.device.type == "cpu" and tensor.numel():
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{label} contains NaN or infinite values")
+        low, high = float(tensor.min()), float(tensor.max())
+        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+            raise ValueError(
+                f"{label} has values in [{low:.3g}, {high:.3g}]; float images must be in [0, 1] "
+                "(divide 8-bit values by 255)"
+            )
+    return tensor
+
+
+def _convert(image: ImageInput, label: str, allow_uint8: bool) -> list[Tensor]:
+    """One input -> (3, H, W) float32 tensors: one, or V for a stacked array or tensor."""
+    if isinstance(image, bytes):
+        return [decode_image(image, name=label)]
+    if isinstance(image, (str, os.PathLike)):
+        return [read_image(image)]
+    if isinstance(image, Image.Image):
+        return [image_to_tensor(image)]
+    if isinstance(image, np.ndarray):
+        tensor = _array_tensor(image, label)
+    elif isinstance(image, Tensor):
+        tensor = image
+        if tensor.dim() not in (3, 4) or tensor.shape[-3] not in (1, 3, 4):
+            raise ValueError(
+                f"{label}: tensors must be (3, H, W) or (V, 3, H, W), got shape "
+                f"{tuple(tensor.shape)}; one scene per call"
+            )
+    else:
+        raise ValueError(
+            f"{label} has unsupported type {type(image).__name__}; pass PIL images, numpy arrays "
+            "(H, W, 3), tensors (3, H, W) in [0, 1], image file paths or encoded bytes"
+        )
+    tensor = _to_float(tensor, label, allow_uint8)
+    if tensor.shape[-3] == 1:
+        tensor = tensor.expand(*tensor.shape[:-3], 3, *tensor.shape[-2:])
+    tensor = tensor[..., :3, :, :]
+    return list(tensor) if tensor.dim() == 4 else [tensor]
+
+
+def load_images(images: Images, name: str = "image", allow_uint8: bool = True) -> list[Tensor]:
+    """User images -> a list of (3, H, W) float32 tensors in [0, 1] (sizes may differ).
+
+    Args:
+        images: one image or a sequence of them: PIL images, numpy arrays (H, W, C) uint8 or
+            float in [0, 1] (or a stacked (V, H, W, C)), tensors (3, H, W) (or a stacked
+            (V, 3, H, W)), file paths, or encoded bytes (PNG, JPEG, ...). C is 1, 3 or 4 (alpha
+            is dropped).
+        name: what an error calls one element ("image 3", "frame 3").
+        allow_uint8: accept 8-bit arrays and tensors (divided by 255); the data pipeline, whose
+            tensors are already decoded, refuses them.
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError(f"no {name}s given; pass at least one")
+        frames = [
+            frame
+            for index, image in enumerate(images)
+            for frame in _convert(image, f"{name} {index}", allow_uint8)
+        ]
+    else:
+        frames = _convert(images, f"{name} 0", allow_uint8)
+    for index, frame in enumerate(frames):
+        if frame.shape[-1] == 0 or frame.shape[-2] == 0:
+            raise ValueError(f"{name} {index} is empty ({tuple(frame.shape)})")
+    return frames

@@ -1,12 +1,10 @@
-"""Frames + cameras -> model inputs, exactly as the reference evaluation pipeline does it.
+"""Model samples of datasets: frames + cameras -> the reference's sample dict, and the Re10k
+evaluation dataset.
 
-Steps (fixture README, "Data pipeline"): largest centred crop with the target aspect ratio
-(image offsets rounded half-to-even like torchvision's CenterCrop, intrinsics offsets floored),
-antialiased bilinear resize (torchvision ``Resize`` on tensors = ``F.interpolate(...,
-antialias=True)``), clip to [0, 1], intrinsics adjusted by :func:`crop_resize_intrinsics`
-(kept in float64), poses cast to float32 and normalised by :func:`normalize_scene`, Plücker rays
-and 11-d camera tokens by :func:`build_camera_conditioning`, validity flag
-``camera_scale > 1e-3``.
+:func:`preprocess_views` builds one sample through the shared model-input path
+(:mod:`lagernvs.data.model_inputs`: crop/resize, float32 scene normalisation, camera tokens and
+Plücker rays, the degenerate-camera rule), exactly as the reference evaluation pipeline does; the
+datasets, the training and evaluation streams and the pipeline all go through that path.
 """
 
 from __future__ import annotations
@@ -17,88 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lagernvs.cameras import (
-    build_camera_conditioning,
-    c2w_to_w2c,
-    center_crop_size,
-    crop_resize_intrinsics,
-    normalize_scene,
+from lagernvs.cameras import c2w_to_w2c
+from lagernvs.data.images import load_images
+from lagernvs.data.model_inputs import (
+    MAX_SCENE_SCALE_RATIO,
+    MIN_CAMERA_SCALE,
+    condition_cameras,
+    crop_resize_views,
 )
-from lagernvs.data.images import decode_image, read_image
-from lagernvs.data.sources import list_scenes, load_scene
+from lagernvs.data.readers import list_scenes, load_scene
 from lagernvs.data.views import IndexEntry, read_view_index
 
 __all__ = [
     "MAX_SCENE_SCALE_RATIO",
     "MIN_CAMERA_SCALE",
     "Re10kEvalDataset",
-    "center_crop_offsets",
-    "crop_resize_images",
-    "load_frames",
     "preprocess_views",
     "reference_c2w",
 ]
 
-MIN_CAMERA_SCALE = 1e-3
-"""A sample is valid when its camera_scale exceeds this (reference rule)."""
-MAX_SCENE_SCALE_RATIO = 1e4
-"""Views whose scene_scale_ratio exceeds this (or is NaN) must be re-drawn (reference rule)."""
-
 Frame = Tensor | str | Path | bytes
-
-
-def center_crop_offsets(src_hw: tuple[int, int], crop_hw: tuple[int, int]) -> tuple[int, int]:
-    """(top, left) of a centred crop as torchvision's CenterCrop: round half to even.
-
-    The intrinsics use floor instead (:func:`crop_resize_intrinsics`); both agree whenever the
-    size difference is even.
-    """
-    return round((src_hw[0] - crop_hw[0]) / 2.0), round((src_hw[1] - crop_hw[1]) / 2.0)
-
-
-def crop_resize_images(images: Tensor, dst_hw: tuple[int, int]) -> Tensor:
-    """Centre-crop (..., C, H, W) float images to the aspect of ``dst_hw``, resize, clip to [0, 1].
-
-    The resize is bilinear with antialiasing and ``align_corners=False`` (torchvision
-    ``Resize`` on tensors); it is skipped when the crop already has the target size.
-    """
-    if not images.is_floating_point():
-        raise ValueError(f"images must be float in [0, 1], got {images.dtype}; divide by 255")
-    src_hw = (int(images.shape[-2]), int(images.shape[-1]))
-    dst_hw = (int(dst_hw[0]), int(dst_hw[1]))
-    crop_h, crop_w = center_crop_size(src_hw, dst_hw)
-    top, left = center_crop_offsets(src_hw, (crop_h, crop_w))
-    cropped = images[..., top : top + crop_h, left : left + crop_w]
-    if (crop_h, crop_w) != dst_hw:
-        lead = cropped.shape[:-3]
-        flat = cropped.reshape(-1, *cropped.shape[-3:])
-        flat = F.interpolate(
-            flat, size=dst_hw, mode="bilinear", align_corners=False, antialias=True
-        )
-        cropped = flat.reshape(*lead, *flat.shape[-3:])
-    return cropped.clamp(0.0, 1.0)
-
-
-def load_frames(frames: Sequence[Frame]) -> list[Tensor]:
-    """Frames given as tensors (3, H, W) in [0, 1], file paths or encoded bytes -> tensors."""
-    out = []
-    for index, frame in enumerate(frames):
-        if isinstance(frame, Tensor):
-            if frame.dim() != 3 or frame.shape[0] != 3 or not frame.is_floating_point():
-                raise ValueError(
-                    f"frame {index} must be a float (3, H, W) tensor in [0, 1], got "
-                    f"{frame.dtype} {tuple(frame.shape)}"
-                )
-            out.append(frame)
-        elif isinstance(frame, bytes):
-            out.append(decode_image(frame, name=f"frame {index}"))
-        else:
-            out.append(read_image(frame))
-    return out
 
 
 def reference_c2w(c2w: Tensor) -> Tensor:
@@ -123,7 +62,9 @@ def preprocess_views(
     """Turn V frames (conditioning views first) and their cameras into one model sample.
 
     Args:
-        frames: V frames (tensors (3, H, W) in [0, 1], paths or encoded bytes); sizes may differ.
+        frames: V frames (float tensors (3, H, W) in [0, 1], paths, encoded bytes, or anything
+            else :func:`~lagernvs.data.images.load_images` reads except 8-bit tensors); sizes
+            may differ.
         c2w: (V, 4, 4) OpenCV camera-to-world poses (cast to float32 like the reference).
         fxfycxcy: (V, 4) intrinsics in pixels of each frame as given.
         image_size: output (h, w).
@@ -134,12 +75,15 @@ def preprocess_views(
 
     Returns:
         dict with ``images`` (V, 3, h, w) float32, ``rays`` (V, 6, h, w) float32,
-        ``cam_tokens`` (V, 11) float32, ``is_valid`` (1,) bool (camera_scale > 1e-3 and a finite
-        scene_scale_ratio <= 1e4), ``c2w`` (V, 4, 4) float32 normalised poses, ``fxfycxcy``
-        (V, 4) float64 intrinsics of the output images, ``camera_scale``, ``scene_scale``,
-        ``scene_scale_ratio`` (float32 scalars), ``num_cond_views`` (int), ``image_ids``.
+        ``cam_tokens`` (V, 11) float32, ``is_valid`` (1,) bool (the reference's flag:
+        camera_scale > 1e-3 and a finite scene_scale_ratio <= 1e4, so False for one conditioning
+        view; and no degenerate cameras, :func:`~lagernvs.data.model_inputs.camera_problem`),
+        ``c2w`` (V, 4, 4) float32 normalised poses, ``fxfycxcy`` (V, 4) float64 intrinsics of
+        the output images, ``camera_scale``, ``scene_scale``, ``scene_scale_ratio`` (float32
+        scalars), ``num_cond_views`` (int), ``image_ids``.
     """
-    num_views = len(frames)
+    images = load_images(frames, name="frame", allow_uint8=False)
+    num_views = len(images)
     c2w = torch.as_tensor(c2w)
     fxfycxcy = torch.as_tensor(fxfycxcy, dtype=torch.float64)
     if c2w.shape != (num_views, 4, 4) or fxfycxcy.shape != (num_views, 4):
@@ -150,33 +94,17 @@ def preprocess_views(
     if image_ids is not None and len(image_ids) != num_views:
         raise ValueError(f"{len(image_ids)} image_ids for {num_views} frames")
     dst_hw = (int(image_size[0]), int(image_size[1]))
-    images = load_frames(frames)
-    out_images = torch.empty(num_views, 3, *dst_hw, dtype=torch.float32)
-    out_intrinsics = torch.empty_like(fxfycxcy)
-    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-    for src_hw in sorted(set(sizes)):  # one vectorised pass per distinct source size
-        idx = [i for i, size in enumerate(sizes) if size == src_hw]
-        stacked = torch.stack([images[i] for i in idx]).to(torch.float32)
-        out_images[idx] = crop_resize_images(stacked, dst_hw)
-        out_intrinsics[idx] = crop_resize_intrinsics(fxfycxcy[idx], src_hw, dst_hw)
-
-    norm = normalize_scene(c2w.to(torch.float32), num_cond_views)
-    rays, tokens = build_camera_conditioning(
-        norm.c2w,
-        out_intrinsics,
-        dst_hw[0],
-        dst_hw[1],
-        norm.camera_scale,
-        num_cond_views,
-        split=split,
+    out_images, out_intrinsics = crop_resize_views(images, dst_hw, fxfycxcy)
+    conditioning = condition_cameras(
+        c2w, out_intrinsics, dst_hw, num_cond_views, split=split,
         zero_cond_cameras=zero_cond_cameras,
-    )
-    ratio = float(norm.scene_scale_ratio)
-    valid = float(norm.camera_scale) > MIN_CAMERA_SCALE and ratio <= MAX_SCENE_SCALE_RATIO
+    )  # fmt: skip
+    norm = conditioning.normalization
+    valid = conditioning.problem is None and float(norm.camera_scale) > MIN_CAMERA_SCALE
     return {
         "images": out_images,
-        "rays": rays.to(torch.float32),
-        "cam_tokens": tokens.to(torch.float32),
+        "rays": conditioning.rays,
+        "cam_tokens": conditioning.tokens,
         "is_valid": torch.tensor([valid]),
         "c2w": norm.c2w,
         "fxfycxcy": out_intrinsics,

@@ -2,19 +2,22 @@
 
     lagernvs bench extrapolation --config configs/eval/extrapolation_synthetic.yaml \\
         --output-dir runs/extra [--set extrapolation.num_samples=8 ...]
-    lagernvs bench speed --model general_512 --device cuda --output-dir runs/speed
-    lagernvs bench speed --model demo --device cpu --output-dir runs/speed_cpu \\
-        --sizes 64 --views 1 2 --precisions fp32 --runs 3 --warmup 1
+    lagernvs bench speed --model demo --device cpu --output-dir runs/speed_demo
+    lagernvs bench speed --model preset:general_512 --device cuda --output-dir runs/speed \\
+        --sizes 256 512
+    lagernvs bench speed --model model.pt --preset re10k_2v_256 --output-dir runs/speed_re10k
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
-import torch
-
-from lagernvs.models.renderer import ATTENTION_TYPES
+from lagernvs.config import config_parser
+from lagernvs.models import ATTENTION_TYPES
+from lagernvs.models.attention import BACKENDS
+from lagernvs.pipeline.loading import SPEC_HELP
 
 __all__ = ["build_parser", "main"]
 
@@ -23,35 +26,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lagernvs bench", description="LagerNVS benchmarks.")
     commands = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
 
-    extra = commands.add_parser(
+    commands.add_parser(
         "extrapolation",
         help="deterministic vs sampled rendering on targets outside the context views",
-    )
-    extra.add_argument("--config", required=True, help="protocol YAML, or a configs/eval name")
-    extra.add_argument("--output-dir", required=True, help="folder for results (resumable)")
-    extra.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a protocol key, e.g. --set extrapolation.num_samples=8",
+        parents=[
+            config_parser(
+                "lagernvs bench extrapolation",
+                "",
+                "protocol YAML, or a configs/eval name",
+                "--set extrapolation.num_samples=8",
+            )
+        ],
+        conflict_handler="resolve",
     )
 
     speed = commands.add_parser("speed", help="encoder latency, renderer FPS and peak memory")
-    speed.add_argument(
-        "--model", required=True, help="'demo', a save_pretrained folder or a preset"
-    )
-    speed.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"]
-    )
+    speed.add_argument("--model", required=True, help=SPEC_HELP)
+    speed.add_argument("--preset", default=None, help="preset of an official checkpoint --model")
+    speed.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     speed.add_argument("--output-dir", required=True, help="folder for speed.json and speed.md")
-    speed.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="square sizes")
+    speed.add_argument(
+        "--sizes", type=int, nargs="+", default=None, help="square sizes (default: the model's)"
+    )
     speed.add_argument(
         "--views", type=int, nargs="+", default=list(range(1, 10)), help="source view counts"
     )
     speed.add_argument(
-        "--attention-types", nargs="+", default=list(ATTENTION_TYPES), choices=ATTENTION_TYPES
+        "--attention-types",
+        nargs="+",
+        default=None,
+        choices=ATTENTION_TYPES,
+        help="renderer variants (default: the model's own; every variant for preset:NAME)",
+    )
+    speed.add_argument(
+        "--attention-backend",
+        default=None,
+        choices=BACKENDS,
+        help="attention kernel (default: $LAGERNVS_ATTENTION, else auto)",
     )
     speed.add_argument(
         "--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"]
@@ -63,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extrapolation(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from lagernvs.evaluation.extrapolation import format_table, run_extrapolation
     from lagernvs.evaluation.protocol import load_protocol
 
@@ -106,6 +115,8 @@ def _speed(args: argparse.Namespace) -> None:
         warmup=args.warmup,
         runs=args.runs,
         progress=progress,
+        preset=args.preset,
+        backend=args.attention_backend,
     )
     print(format_speed_table(report))
 

@@ -29,24 +29,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lagernvs.camera_batch import Cameras
-from lagernvs.evaluation.benchmark import (
-    Evaluation,
+from lagernvs.cameras import Cameras
+from lagernvs.evaluation.dataset import IndexedViews
+from lagernvs.evaluation.metrics import SceneMean
+from lagernvs.evaluation.protocol import ExtrapolationConfig, Protocol
+from lagernvs.evaluation.records import (
     Record,
     grid_name,
     save_grid,
     summarize,
     throughput,
     write_json,
-    write_per_scene_csv,
 )
-from lagernvs.evaluation.metrics import SceneMean
-from lagernvs.evaluation.protocol import (
-    ExtrapolationConfig,
-    IndexedViews,
-    Protocol,
-    write_synthetic_split,
-)
+from lagernvs.evaluation.runner import Evaluation
+from lagernvs.evaluation.synthetic import write_synthetic_split
 
 __all__ = [
     "ExtrapolationScorer",
@@ -365,15 +361,14 @@ def run_extrapolation(
     config = protocol.extrapolation or ExtrapolationConfig()
     ev = Evaluation(protocol, output_dir, pipe, accelerator, fid_feature)
     sampled, sampled_note = _sampled_enabled(ev, config)
-    ev.prepare_output()
     distribution = ev.new_distribution_metrics(
         ["deterministic", "sampled"] if sampled else ["deterministic"]
     )
     scorer = ExtrapolationScorer(ev, config, sampled, distribution, ev.output_dir / "grids")
-    dataset = ev.dataset()
-    records = ev.run(dataset, ev.output_dir / "records", scorer, f"{protocol.name} extrapolation")
-    distribution_scores = ev.compute_distribution_metrics(distribution)
-    sweep_rows = None
+    dataset, records, distribution_scores = ev.score_dataset(
+        scorer, distribution, f"{protocol.name} extrapolation"
+    )
+    sweep: dict[str, Any] = {}
     if config.distance_sweep is not None:
         sweep_scorer = ExtrapolationScorer(ev, config, sampled, {}, None)
         sweep_records = ev.run(
@@ -382,13 +377,16 @@ def run_extrapolation(
             sweep_scorer,
             "distance sweep",
         )
-        sweep_rows = by_distance(sweep_records) if sweep_records is not None else None
+        if sweep_records is not None:
+            sweep["distance_sweep"] = by_distance(sweep_records)
     if records is None:
         return None
-    summary = ev.summary(dataset, records, _nested(summarize(records)))
     deterministic = throughput(records, "seconds")
     sampled_rate = throughput(records, "sampled_seconds", config.num_samples)
-    summary.update(
+    summary = ev.finish(
+        dataset,
+        records,
+        _nested(summarize(records)),
         sampled=sampled,
         sampled_note=sampled_note,
         num_samples_per_target=config.num_samples if sampled else None,
@@ -397,12 +395,10 @@ def run_extrapolation(
             "sampled": sampled_rate["seconds_per_image"],
         },
         fid_kid=distribution_scores,
+        **sweep,
     )
-    if sweep_rows is not None:
-        summary["distance_sweep"] = sweep_rows
-        write_json(ev.output_dir / "distance_sweep.json", {"rows": sweep_rows})
-        _write_rows(ev.output_dir / "distance_sweep.csv", sweep_rows)
-    write_json(ev.output_dir / "summary.json", summary)
-    write_per_scene_csv(ev.output_dir / "per_scene.csv", records)
+    if sweep:
+        write_json(ev.output_dir / "distance_sweep.json", {"rows": sweep["distance_sweep"]})
+        _write_rows(ev.output_dir / "distance_sweep.csv", sweep["distance_sweep"])
     (ev.output_dir / "table.md").write_text(format_table(summary) + "\n")
     return summary

@@ -1,6 +1,10 @@
 """`lagernvs bench speed`: encoder latency, renderer frames per second and peak memory.
 
-For every renderer attention variant, precision, render size and number of source views:
+The model is any spec of :func:`lagernvs.pipeline.load_pipeline` (``demo``, a folder, an official
+checkpoint with its preset); by default it is timed as it is: at its own resolution, with its own
+renderer attention variant. ``preset:NAME`` times a random-weight model of an official size, by
+default in every attention variant. For every attention variant, precision, render size and
+number of source views:
 
 * ``encode_ms``: one scene's encoder pass (V source views -> scene tokens);
 * ``prepare_ms``: the renderer's per-scene preparation (e.g. cross-attention keys/values),
@@ -12,13 +16,15 @@ For every renderer attention variant, precision, render size and number of sourc
 
 Times are medians over ``runs`` calls after ``warmup`` calls; on CUDA they come from CUDA
 events. Weights do not change the timings: variants other than the loaded model's own are
-built with random weights and the same sizes (``weights: random`` in the results).
+built with random weights and the same sizes (``weights: random`` in the results). The attention
+kernel is ``backend`` (default: ``LAGERNVS_ATTENTION``, see :mod:`lagernvs.models.attention`).
 ``bf16`` runs under bfloat16 autocast with float32 weights, as the official evaluation does.
 Nothing here asserts a time.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -29,8 +35,9 @@ from typing import Any
 
 import torch
 
-from lagernvs.models import PRESETS, LagerNVSModel
-from lagernvs.models.renderer import ATTENTION_TYPES
+from lagernvs.models import ATTENTION_TYPES, LagerNVSModel, attention_backend, get_attention_backend
+from lagernvs.pipeline import load_pipeline, resolve_device
+from lagernvs.pipeline.loading import PRESET_PREFIX
 
 __all__ = [
     "PRECISIONS",
@@ -63,37 +70,23 @@ class SpeedResult:
     error: str | None = None
 
 
-def load_speed_model(spec: str, device: torch.device) -> tuple[LagerNVSModel, str]:
-    """The model of ``--model``: ``demo``, a ``save_pretrained`` folder or a preset name
-    (random weights); returned in eval mode on ``device`` with a description."""
-    if spec == "demo":
-        try:
-            from lagernvs.demo import demo_pipeline
-        except ImportError as error:
-            raise FileNotFoundError(
-                "the bundled demo model is not part of this installation (lagernvs.demo is "
-                "missing); pass a save_pretrained folder or a preset name to --model"
-            ) from error
-        model, source = demo_pipeline().model, "demo"
-    elif Path(spec).is_dir():
-        folder = Path(spec)
-        subfolder = "model" if (folder / "model_index.json").is_file() else None
-        if not (folder / (subfolder or "") / "config.json").is_file():
-            raise FileNotFoundError(
-                f"--model {folder} is not a save_pretrained folder (no config.json or "
-                "model_index.json)"
-            )
-        model, source = LagerNVSModel.from_pretrained(folder, subfolder=subfolder), str(folder)
-    elif spec in PRESETS:
-        with torch.device(device):
-            model = LagerNVSModel.from_preset(spec)
-        source = f"preset {spec} (random weights)"
-    else:
-        raise ValueError(
-            f"--model {spec!r} is neither 'demo', an existing folder, nor a preset; presets: "
-            f"{', '.join(sorted(PRESETS))}"
-        )
-    return model.to(device).eval(), source
+def load_speed_model(
+    spec: str, device: torch.device, preset: str | None = None
+) -> tuple[LagerNVSModel, str]:
+    """The model of ``--model`` (any :func:`~lagernvs.pipeline.load_pipeline` spec, ``preset``
+    for an official checkpoint file), in eval mode on ``device``, with a description."""
+    model = load_pipeline(spec, preset=preset, device=device, with_denoiser=False).model
+    if spec.startswith(PRESET_PREFIX):
+        return model.eval(), f"{spec} (random weights)"
+    return model.eval(), spec if preset is None else f"{spec} (preset {preset})"
+
+
+def _default_sizes(model: LagerNVSModel) -> tuple[int]:
+    """The model's own (square) resolution."""
+    height, width = model.image_size
+    if height != width:
+        raise ValueError(f"the model renders {height}x{width} views; pass square sizes (--sizes)")
+    return (height,)
 
 
 def _variant(
@@ -168,50 +161,59 @@ def _measure_case(
 
 def run_speed(
     model_spec: str,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "auto",
     output_dir: str | Path | None = None,
-    sizes: Sequence[int] = (256, 512),
+    sizes: Sequence[int] | None = None,
     views: Sequence[int] = tuple(range(1, 10)),
-    attention_types: Sequence[str] = ATTENTION_TYPES,
+    attention_types: Sequence[str] | None = None,
     precisions: Sequence[str] = PRECISIONS,
     targets: int = 1,
     warmup: int = 3,
     runs: int = 10,
     progress: Callable[[SpeedResult], None] | None = None,
+    preset: str | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Time every case; write ``speed.json`` and ``speed.md`` to ``output_dir`` when given.
 
-    A case that runs out of CUDA memory is recorded with ``error`` and the sweep goes on.
+    ``sizes`` None: the model's own resolution; ``attention_types`` None: the model's own variant
+    (every variant for ``preset:NAME``); ``preset``: of an official checkpoint file ``model_spec``;
+    ``backend``: the attention kernel (None: the current one). A case that runs out of CUDA
+    memory is recorded with ``error`` and the sweep goes on.
     """
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu")
+    device = resolve_device(device)
     _check_options(sizes, views, attention_types, precisions, targets, warmup, runs)
-    model, source = load_speed_model(model_spec, device)
+    model, source = load_speed_model(model_spec, device, preset)
+    random_weights = model_spec.startswith(PRESET_PREFIX)
+    if sizes is None:
+        sizes = _default_sizes(model)
+    if attention_types is None:
+        attention_types = ATTENTION_TYPES if random_weights else (model.config.attention_type,)
     patch = model.config.patch_size
     if any(size % patch for size in sizes):
         raise ValueError(f"sizes {list(sizes)} must be multiples of the patch size {patch}")
+    backend = backend or get_attention_backend()
+    own = "random" if random_weights else "loaded"
     results = []
-    for attention_type in attention_types:
-        own = "random" if source.startswith("preset") else "loaded"
-        variant, weights = _variant(model, attention_type, device, own)
-        for precision in precisions:
-            for size in sizes:
-                for count in views:
-                    result = SpeedResult(attention_type, weights, precision, size, count, targets)
-                    try:
-                        _measure_case(variant, result, device, warmup, runs)
-                    except torch.cuda.OutOfMemoryError:
-                        result.error = "CUDA out of memory"
-                        torch.cuda.empty_cache()
-                    results.append(result)
-                    if progress is not None:
-                        progress(result)
-        del variant
+    with attention_backend(backend):
+        for attention_type in attention_types:
+            variant, weights = _variant(model, attention_type, device, own)
+            for precision, size, count in itertools.product(precisions, sizes, views):
+                result = SpeedResult(attention_type, weights, precision, size, count, targets)
+                try:
+                    _measure_case(variant, result, device, warmup, runs)
+                except torch.cuda.OutOfMemoryError:
+                    result.error = "CUDA out of memory"
+                    torch.cuda.empty_cache()
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+            del variant
     report = {
         "model": source,
         "model_config": {k: v for k, v in model.config.items() if not k.startswith("_")},
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "attention_backend": backend,
         "torch": torch.__version__,
         "num_threads": torch.get_num_threads(),
         "warmup": warmup,
@@ -228,21 +230,22 @@ def run_speed(
 
 
 def _check_options(
-    sizes: Sequence[int],
+    sizes: Sequence[int] | None,
     views: Sequence[int],
-    attention_types: Sequence[str],
+    attention_types: Sequence[str] | None,
     precisions: Sequence[str],
     targets: int,
     warmup: int,
     runs: int,
 ) -> None:
-    unknown = sorted(set(attention_types) - set(ATTENTION_TYPES))
+    """Refuse impossible options before the model loads."""
+    unknown = sorted(set(attention_types or ()) - set(ATTENTION_TYPES))
     if unknown:
         raise ValueError(f"unknown attention types {unknown}; choose from {ATTENTION_TYPES}")
     unknown = sorted(set(precisions) - set(PRECISIONS))
     if unknown:
         raise ValueError(f"unknown precisions {unknown}; choose from {PRECISIONS}")
-    if not sizes or min(sizes) < 1 or not views or min(views) < 1:
+    if (sizes is not None and (not sizes or min(sizes) < 1)) or not views or min(views) < 1:
         raise ValueError("sizes and views need at least one positive value each")
     if targets < 1 or runs < 1 or warmup < 0:
         raise ValueError("targets and runs must be >= 1 and warmup >= 0")
@@ -255,8 +258,9 @@ def format_speed_table(report: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
     lines = [
-        f"Model: {report['model']}; device: {report['device']}; median of {report['runs']} runs "
-        f"after {report['warmup']} warm-up ({report['timer']}).",
+        f"Model: {report['model']}; device: {report['device']}, attention kernel "
+        f"{report.get('attention_backend', 'auto')}; median of {report['runs']} runs after "
+        f"{report['warmup']} warm-up ({report['timer']}).",
         "",
         "| attention | weights | precision | size | views | encode ms | prepare ms | "
         "render ms | FPS | encode peak MB | render peak MB |",

@@ -63,7 +63,9 @@ def check_rays(config: Mapping[str, Any], rays: torch.Tensor, name: str = "rays"
 
 def check_chunk_size(chunk_size: int | None) -> None:
     """The number of target views rendered at once: a positive int, or None for all."""
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
 

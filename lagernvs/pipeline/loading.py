@@ -5,19 +5,20 @@ A spec is one of
 * ``"demo"``: the small bundled demo model (and its denoiser), shipped with the package;
 * a pipeline folder (``model_index.json``, written by ``save_pretrained`` / ``lagernvs convert``
   / ``lagernvs train-denoiser``);
-* a model folder (``config.json`` + weights, written by ``lagernvs train`` into ``RUN/model``), or
-  a run folder holding ``model/`` or ``pipeline/``;
-* an official checkpoint file (``model.pt``, ``.pth``, ``.bin`` or ``.safetensors``) together
-  with a ``preset`` (e.g. ``re10k_2v_256``);
+* a model folder (``config.json`` of a ``LagerNVSModel`` + weights, written by ``lagernvs train``
+  into ``RUN/model``), or a run folder holding ``pipeline/`` or ``model/``;
+* an official checkpoint file (``model.pt``, ``.pth``, ``.bin``, ``.ckpt`` or ``.safetensors``)
+  together with a ``preset`` (e.g. ``re10k_2v_256``);
 * ``"preset:NAME"``: a freshly initialised model of preset NAME (random weights; for speed tests
   and smoke runs — it is spelled out so that nobody benchmarks random weights by accident).
 
 Folders are read locally only (``local_files_only``): a missing path is reported as missing, never
-looked up on the Hugging Face Hub.
+looked up on the Hugging Face Hub. Every refusal is a one-line ValueError or FileNotFoundError.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ SPEC_HELP = (
     "'demo', a pipeline or model folder, a run folder, an official model.pt with a preset, or "
     "'preset:NAME' for random weights"
 )
+MODEL_CLASS = "LagerNVSModel"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -89,6 +91,7 @@ def demo_pipeline(
     """
     from lagernvs.pipeline.pipeline import LagerNVSPipeline
 
+    target = resolve_device(device)
     if not (DEMO_MODEL_DIR / "model_index.json").is_file():
         raise FileNotFoundError(
             f"the bundled demo model is missing from {DEMO_MODEL_DIR}; reinstall lagernvs or "
@@ -111,24 +114,75 @@ def demo_pipeline(
             scheduler=DDIMScheduler.from_pretrained(DEMO_DENOISER_DIR, subfolder="scheduler"),
         )
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(resolve_device(device))
+    return pipe.to(target)
 
 
-def _folder_pipeline(folder: Path) -> LagerNVSPipeline:
+def _model_class(config_file: Path) -> str | None:
+    """The ``_class_name`` a diffusers ``config.json`` names (None: unreadable or absent)."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return config.get("_class_name") if isinstance(config, dict) else None
+
+
+def _folder_pipeline(folder: Path, with_denoiser: bool | None) -> LagerNVSPipeline:
     """A pipeline from a pipeline folder, a model folder or a run folder."""
     from lagernvs.models import LagerNVSModel
     from lagernvs.pipeline.pipeline import LagerNVSPipeline
 
     for candidate in (folder, folder / "pipeline"):
         if (candidate / "model_index.json").is_file():
-            return LagerNVSPipeline.from_pretrained(candidate, local_files_only=True)
+            skip = {"denoiser": None, "scheduler": None} if with_denoiser is False else {}
+            return LagerNVSPipeline.from_pretrained(candidate, local_files_only=True, **skip)
     for candidate in (folder, folder / "model"):
-        if (candidate / "config.json").is_file():
+        config = candidate / "config.json"
+        if config.is_file():
+            name = _model_class(config)
+            if name != MODEL_CLASS:
+                raise ValueError(
+                    f"{config} describes a {name or 'unreadable config'}, not a {MODEL_CLASS}; "
+                    f"give the model folder written by `lagernvs train` (RUN/model) or {SPEC_HELP}"
+                )
             return LagerNVSPipeline(model=LagerNVSModel.from_pretrained(candidate))
     raise FileNotFoundError(
-        f"{folder} holds no model: expected model_index.json (a pipeline folder), config.json (a "
-        "model folder written by `lagernvs train`) or a run folder with model/ or pipeline/"
+        f"{folder} is not a saved pipeline or model: it holds no model_index.json (a pipeline "
+        "folder), no config.json (a model folder written by `lagernvs train`) and no pipeline/ "
+        f"or model/ (a run folder); give {SPEC_HELP}"
     )
+
+
+def _checkpoint_pipeline(path: Path, preset: str | None) -> LagerNVSPipeline:
+    """A pipeline around an official checkpoint file of a named preset."""
+    from lagernvs.models import PRESETS
+    from lagernvs.pipeline.pipeline import LagerNVSPipeline
+
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ValueError(
+            f"{path} is not a readable checkpoint (expected a {', '.join(CHECKPOINT_SUFFIXES)} "
+            f"file); give {SPEC_HELP}"
+        )
+    if preset is None:
+        raise ValueError(
+            f"{path} is an official checkpoint: name its preset ({', '.join(sorted(PRESETS))})"
+        )
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(sorted(PRESETS))}")
+    return LagerNVSPipeline.from_original_checkpoint(path, preset)
+
+
+def _preset_pipeline(name: str, target: torch.device) -> LagerNVSPipeline:
+    """A freshly initialised model of preset ``name``, built directly on ``target``."""
+    from lagernvs.models import PRESETS, LagerNVSModel
+    from lagernvs.pipeline.pipeline import LagerNVSPipeline
+
+    if name not in PRESETS:
+        raise ValueError(
+            f"unknown preset {name!r} in '{PRESET_PREFIX}{name}'; presets: "
+            f"{', '.join(sorted(PRESETS))}"
+        )
+    with torch.device(target):
+        return LagerNVSPipeline(model=LagerNVSModel.from_preset(name).eval())
 
 
 def load_pipeline(
@@ -145,49 +199,41 @@ def load_pipeline(
         preset: the preset of an official checkpoint file (``re10k_2v_256``, ``dl3dv_256``,
             ``general_512``); refused for the other specs, which carry their own configuration.
         device: where to put the pipeline (``"auto"``/None: CUDA when available).
-        with_denoiser: for ``"demo"``: attach the bundled denoiser (None: when present).
+        with_denoiser: None: the denoiser the spec holds, if any; True: require one (the demo's
+            bundled denoiser, or a pipeline folder's); False: the deterministic model only.
     """
-    from lagernvs.models import PRESETS, LagerNVSModel
-    from lagernvs.pipeline.pipeline import LagerNVSPipeline
+    from lagernvs.models import PRESETS
 
     target = resolve_device(device)
     text = os.fspath(spec)
-    is_file = Path(text).is_file()
-    if preset is not None and not is_file:
+    path = Path(text)
+    named = text == "demo" or text.startswith(PRESET_PREFIX)
+    if not named and not path.exists():
+        if text in PRESETS:
+            raise ValueError(
+                f"model {text!r} is a preset name: spell random weights as "
+                f"'{PRESET_PREFIX}{text}', or give an official checkpoint file with this preset"
+            )
+        raise FileNotFoundError(f"model {text!r} does not exist; give {SPEC_HELP}")
+    if preset is not None and not path.is_file():
         raise ValueError(
-            f"a preset only applies to an official checkpoint file, not to model {text!r}"
+            f"a preset only applies to an official checkpoint file, not to model {text!r} "
+            "(it carries its own configuration); drop the preset"
         )
     if text == "demo":
         return demo_pipeline(target, with_denoiser=with_denoiser)
     if text.startswith(PRESET_PREFIX):
-        name = text[len(PRESET_PREFIX) :]
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r} in {text!r}; presets: {sorted(PRESETS)}")
-        with torch.device(target):
-            pipe = LagerNVSPipeline(model=LagerNVSModel.from_preset(name).eval())
-        return pipe.to(target)
-    path = Path(text)
-    if path.is_dir():
-        pipe = _folder_pipeline(path)
-    elif is_file:
-        if path.suffix not in CHECKPOINT_SUFFIXES:
-            raise ValueError(
-                f"{path} is not a checkpoint file (expected {', '.join(CHECKPOINT_SUFFIXES)}); "
-                f"give {SPEC_HELP}"
-            )
-        if preset is None:
-            raise ValueError(
-                f"{path} is an official checkpoint: name its preset ({', '.join(sorted(PRESETS))})"
-            )
-        pipe = LagerNVSPipeline.from_original_checkpoint(path, preset)
-    elif path.exists():
-        raise ValueError(f"model {path} is neither a folder nor a file; give {SPEC_HELP}")
-    elif text in PRESETS:
-        raise ValueError(
-            f"model {text!r} is a preset name: spell random weights as '{PRESET_PREFIX}{text}', "
-            "or give an official checkpoint file with this preset"
-        )
+        pipe = _preset_pipeline(text[len(PRESET_PREFIX) :], target)
+    elif path.is_dir():
+        pipe = _folder_pipeline(path, with_denoiser)
+    elif path.is_file():
+        pipe = _checkpoint_pipeline(path, preset)
     else:
-        raise FileNotFoundError(f"model {text!r} does not exist; give {SPEC_HELP}")
+        raise ValueError(f"model {path} is neither a folder nor a file; give {SPEC_HELP}")
+    if with_denoiser and (pipe.denoiser is None or pipe.scheduler is None):
+        raise ValueError(
+            f"model {text!r} has no denoiser and scheduler; give a pipeline folder written by "
+            "`lagernvs train-denoiser`, or 'demo'"
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(target)

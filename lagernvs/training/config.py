@@ -1,7 +1,8 @@
 """Configuration sections of the training entry points (read with :mod:`lagernvs.config`).
 
 `OptimConfig` and `LoopConfig` are shared by every entry point that uses the training loop;
-`ModelConfig` says which model to start from; `DataConfig` which shards to stream.
+`ModelConfig` says which model to start from. The `data` section is the data layer's
+(:class:`lagernvs.data.config.DataConfig`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from diffusers.optimization import SchedulerType
 
-from lagernvs.config import config_error, join_key, require
+from lagernvs.config import join_key, require
 
 
 @dataclass
@@ -149,71 +150,10 @@ class ModelConfig:
         )
 
 
-@dataclass
-class DatasetConfig:
-    """One training dataset: its shards and the view sampling of `data.recipe` for it."""
-
-    shards: str | list[str] | None = None  # folder, brace pattern, URL list (s3://, pipe:)
-    dataset: str = "re10k"  # sampler preset (recipe, dataset) of lagernvs.data.views
-    weight: float = 1.0  # relative share of batches drawn from this dataset
-    sampler: dict[str, Any] = field(default_factory=dict)  # ViewSamplerConfig overrides
-
-
-@dataclass
-class SyntheticDataConfig:
-    """Procedural scenes written as shards into `<output_dir>/synthetic` when shards are absent."""
-
-    train_scenes: int = 32
-    val_scenes: int = 8
-    num_frames: int = 12
-    image_size: int = 64
-    seed: int = 0
-
-    def validate(self, prefix: str) -> None:
-        for name in ("train_scenes", "val_scenes", "num_frames", "image_size"):
-            value = getattr(self, name)
-            require(value >= 1, join_key(prefix, name), f"must be >= 1, got {value}")
-
-
-@dataclass
-class DataConfig:
-    """Shard streams: training datasets mixed by weight, a held-out validation stream.
-
-    Validation draws `val_batches` batches per process from `val_shards` with the first
-    dataset's view sampling and a fixed seed, so every evaluation sees the same views.
-    With `synthetic` set, a dataset without `shards` (and a null `val_shards`) use shards
-    generated under `<output_dir>/synthetic/`.
-    """
-
-    recipe: str = "re10k"  # official recipe of the sampler presets: re10k | dl3dv | general
-    train: list[DatasetConfig] = field(default_factory=lambda: [DatasetConfig()])
-    val_shards: str | list[str] | None = None  # null: no periodic evaluation
-    val_batches: int = 4
-    shuffle_buffer: int = 256
-    num_workers: int = 4
-    synthetic: SyntheticDataConfig | None = None
-
-    def validate(self, prefix: str) -> None:
-        from lagernvs.data.views import sampler_preset
-
-        require(len(self.train) >= 1, join_key(prefix, "train"), "needs at least one dataset")
-        for index, dataset in enumerate(self.train):
-            key = join_key(prefix, f"train[{index}]")
-            require(dataset.weight > 0, f"{key}.weight", f"must be > 0, got {dataset.weight}")
-            require(
-                dataset.shards is not None or self.synthetic is not None,
-                f"{key}.shards",
-                "is required (or set data.synthetic to generate synthetic shards)",
-            )
-            try:
-                sampler_preset(self.recipe, dataset.dataset, **sampler_arguments(dataset.sampler))
-            except (TypeError, ValueError) as error:
-                raise config_error(f"{key}.sampler", str(error)) from None
-        for name in ("val_batches", "num_workers", "shuffle_buffer"):
-            value = getattr(self, name)
-            require(value >= 0, join_key(prefix, name), f"must be >= 0, got {value}")
-
-
-def sampler_arguments(overrides: dict[str, Any]) -> dict[str, Any]:
-    """YAML sampler overrides as ViewSamplerConfig arguments (lists become tuples)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+def check_schedule(optim: OptimConfig, loop: LoopConfig) -> None:
+    """The warm-up must end before the run does (a rule across the two sections)."""
+    require(
+        optim.warmup_steps < loop.max_steps,
+        "optim.warmup_steps",
+        f"{optim.warmup_steps} must be smaller than loop.max_steps ({loop.max_steps})",
+    )

@@ -1,8 +1,13 @@
-"""AdamW parameter groups (no decay on norms, biases and tokens), LR schedule and EMA."""
+"""AdamW parameter groups (no decay on norms, biases and tokens), LR schedule and EMA.
+
+AdamW is fused: one kernel per step, and it can skip an update on the device (its `found_inf`
+tensor), which :mod:`lagernvs.training.update` uses for skipped steps.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -38,9 +43,13 @@ def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with the configured betas/eps over `parameter_groups`."""
+    """Fused AdamW with the configured betas/eps over `parameter_groups`."""
     return torch.optim.AdamW(
-        parameter_groups(model, config), lr=config.lr, betas=config.betas, eps=config.eps
+        parameter_groups(model, config),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        fused=True,
     )
 
 
@@ -64,3 +73,18 @@ def build_ema(model: nn.Module, config: OptimConfig) -> EMAModel | None:
     from diffusers.training_utils import EMAModel
 
     return EMAModel(model.parameters(), decay=config.ema_decay)
+
+
+@contextlib.contextmanager
+def ema_weights(ema: EMAModel | None, model: nn.Module) -> Iterator[None]:
+    """Inside, `model` holds the EMA weights (when there is an EMA); its own weights after."""
+    if ema is None:
+        yield
+        return
+    params = list(model.parameters())
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        yield
+    finally:
+        ema.restore(params)

@@ -21,34 +21,19 @@ Checkpoints assume a filesystem shared by all nodes.
 
 from __future__ import annotations
 
-import argparse
-import shutil
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from itertools import islice
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import yaml
-from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
 from torch import Tensor, nn
 
-from lagernvs.config import config_parser, load_config, to_dict
-from lagernvs.training.config import (
-    DataConfig,
-    DatasetConfig,
-    LoopConfig,
-    ModelConfig,
-    OptimConfig,
-    sampler_arguments,
-)
-from lagernvs.training.loop import BatchStream, Trainer, TrainState, build_accelerator
+from lagernvs.config import load_config
+from lagernvs.data.config import DataConfig
+from lagernvs.training.config import LoopConfig, ModelConfig, OptimConfig, check_schedule
+from lagernvs.training.entry import TrainingCommand, build_trainer, start_run
 from lagernvs.training.losses import LossConfig, RenderLoss
-
-VAL_SEED_OFFSET = 1_000_003  # validation views never share the training stream's seed
+from lagernvs.training.trainer import TrainState
 
 
 @dataclass
@@ -62,11 +47,7 @@ class TrainConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def validate(self, prefix: str) -> None:
-        if self.optim.warmup_steps >= self.loop.max_steps:
-            raise ValueError(
-                f"config key 'optim.warmup_steps': {self.optim.warmup_steps} must be smaller "
-                f"than loop.max_steps ({self.loop.max_steps})"
-            )
+        check_schedule(self.optim, self.loop)
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -120,161 +101,6 @@ class NovelViewLoss:
         return {**losses, "prediction": prediction, "target": target}
 
 
-# ------------------------------------------------------------------------------ data
-class MixedStream:
-    """Batches from several resumable streams, each drawn with a fixed probability.
-
-    The choice sequence is seeded per process; the state is the number of choices made plus
-    every stream's own state, so resuming replays the choices (cheap) and resumes each stream.
-    """
-
-    def __init__(self, streams: Sequence[BatchStream], weights: Sequence[float], seed: int) -> None:
-        self.streams = list(streams)
-        probs = np.asarray(weights, dtype=np.float64)
-        self.probs = probs / probs.sum()
-        self.seed = seed
-        self._draws = 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        rng = np.random.default_rng(self.seed)
-        rng.choice(len(self.streams), size=self._draws, p=self.probs)
-        iterators = [iter(stream) for stream in self.streams]
-        while True:
-            choice = int(rng.choice(len(self.streams), p=self.probs))
-            self._draws += 1
-            yield next(iterators[choice])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"draws": self._draws, "streams": [s.state_dict() for s in self.streams]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._draws = int(state["draws"])
-        for stream, sub_state in zip(self.streams, state["streams"], strict=True):
-            stream.load_state_dict(sub_state)
-
-
-class FixedBatches:
-    """The first `num_batches` batches of a freshly built stream: the same views every time."""
-
-    def __init__(self, make_loader: Any, num_batches: int) -> None:
-        self.make_loader = make_loader
-        self.num_batches = num_batches
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return islice(iter(self.make_loader()), self.num_batches)
-
-
-def _loader_kwargs(seed: int) -> dict[str, Any]:
-    # An explicit generator keeps the DataLoader from drawing on the global torch RNG.
-    return {
-        "generator": torch.Generator().manual_seed(seed),
-        "pin_memory": torch.cuda.is_available(),
-    }
-
-
-def build_streams(
-    data: DataConfig, micro_batch: int, seed: int, rank: int
-) -> tuple[BatchStream, Iterable[dict[str, Any]] | None]:
-    """The training stream (mixed over datasets) and the fixed validation batches (or None)."""
-    from lagernvs.data.stream import StreamLoader, TrainingStream
-    from lagernvs.data.views import TrainViewSampler, sampler_preset
-
-    def sampler(dataset: DatasetConfig, **extra: Any) -> TrainViewSampler:
-        arguments = {**sampler_arguments(dataset.sampler), **extra}
-        return TrainViewSampler(sampler_preset(data.recipe, dataset.dataset, **arguments))
-
-    streams = [
-        StreamLoader(
-            TrainingStream(
-                dataset.shards,
-                sampler(dataset),
-                micro_batch,
-                shuffle_buffer=data.shuffle_buffer,
-                seed=seed + index,
-            ),
-            num_workers=data.num_workers,
-            **_loader_kwargs(seed),
-        )
-        for index, dataset in enumerate(data.train)
-    ]
-    train: BatchStream = streams[0]
-    if len(streams) > 1:
-        train = MixedStream(streams, [d.weight for d in data.train], seed=seed * 1000 + rank)
-    if data.val_shards is None or data.val_batches == 0:
-        return train, None
-
-    def val_loader() -> StreamLoader:
-        # Held-out views only: a target that repeats a context view would inflate the PSNR.
-        val_sampler = sampler(data.train[0], context_as_target_prob=0.0)
-        stream = TrainingStream(
-            data.val_shards, val_sampler, micro_batch, shuffle_buffer=0, seed=VAL_SEED_OFFSET
-        )
-        return StreamLoader(stream, **_loader_kwargs(seed))
-
-    return train, FixedBatches(val_loader, data.val_batches)
-
-
-def check_shards(data: DataConfig) -> None:
-    """Fail at start-up, naming the key, when local shard files are missing."""
-    from lagernvs.data.stream import resolve_urls
-
-    entries = [(f"data.train[{i}].shards", d.shards) for i, d in enumerate(data.train)]
-    entries.append(("data.val_shards", data.val_shards))
-    for key, urls in entries:
-        if urls is None:
-            continue
-        try:
-            resolved = resolve_urls(urls)
-        except (OSError, ValueError) as error:
-            raise FileNotFoundError(f"config key '{key}': {error}") from None
-        local = [u for u in resolved if "://" not in u and not u.startswith("pipe:")]
-        missing = [u for u in local if not Path(u).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"config key '{key}': shard {missing[0]} does not exist ({len(missing)} of "
-                f"{len(resolved)} missing); write shards with `lagernvs shards` or fix the path"
-            )
-
-
-def prepare_synthetic_shards(
-    data: DataConfig, output_dir: Path, accelerator: Accelerator
-) -> DataConfig:
-    """With `data.synthetic`, write missing synthetic shards (main process) and point to them."""
-    if data.synthetic is None:
-        return data
-    from lagernvs.data.shards import write_shards
-    from lagernvs.data.synthetic import write_synthetic_dataset
-
-    synthetic = data.synthetic
-    root = output_dir / "synthetic"
-    folders = {"train": root / "train-shards", "test": root / "val-shards"}
-    if accelerator.is_main_process:
-        for offset, (split, folder) in enumerate(folders.items()):
-            if (folder / "index.json").is_file():  # written last: the shards are complete
-                continue
-            scenes = root / f"scenes-{split}"
-            shutil.rmtree(scenes, ignore_errors=True)
-            write_synthetic_dataset(
-                scenes,
-                synthetic.train_scenes if split == "train" else synthetic.val_scenes,
-                split=split,
-                seed=synthetic.seed + offset,
-                num_frames=synthetic.num_frames,
-                height=synthetic.image_size,
-                width=synthetic.image_size,
-            )
-            scenes_per_shard = max(1, synthetic.train_scenes // 8)
-            write_shards("re10k", scenes, folder, split, scenes_per_shard, progress=False)
-            shutil.rmtree(scenes)
-    accelerator.wait_for_everyone()
-    train = [
-        replace(d, shards=d.shards if d.shards is not None else str(folders["train"]))
-        for d in data.train
-    ]
-    val = data.val_shards if data.val_shards is not None else str(folders["test"])
-    return replace(data, train=train, val_shards=val)
-
-
 # ------------------------------------------------------------------------------- run
 def run_training(config: TrainConfig, output_dir: str | Path) -> TrainState:
     """Train (or resume) into `output_dir`; returns the final TrainState.
@@ -283,29 +109,11 @@ def run_training(config: TrainConfig, output_dir: str | Path) -> TrainState:
     stopped by a signal only leaves its checkpoint (re-run to resume).
     """
     output_dir = Path(output_dir)
-    accelerator = build_accelerator(config.loop, output_dir)
-    config.loop.gradient_accumulation_steps(accelerator.num_processes)
-    set_seed(config.loop.seed)
-    data = prepare_synthetic_shards(config.data, output_dir, accelerator)
-    check_shards(data)
+    accelerator, data = start_run(config, output_dir)
     model = build_model(config.model)
     render_loss = RenderLoss(config.loss).to(accelerator.device)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    train_stream, val_batches = build_streams(
-        data, config.loop.micro_batch_size, config.loop.seed, accelerator.process_index
-    )
-    trainer = Trainer(
-        model,
-        NovelViewLoss(render_loss),
-        train_stream,
-        config.optim,
-        config.loop,
-        output_dir,
-        accelerator=accelerator,
-        val_batches=val_batches,
-        hparams=to_dict(config),
+    trainer = build_trainer(
+        config, output_dir, accelerator, data, model, NovelViewLoss(render_loss)
     )
     state = trainer.train()
     if not state.stopped:
@@ -314,21 +122,17 @@ def run_training(config: TrainConfig, output_dir: str | Path) -> TrainState:
     return state
 
 
-def build_parser() -> argparse.ArgumentParser:
-    return config_parser(
-        "lagernvs train",
-        "Train the deterministic LagerNVS model.",
-        "training YAML file",
-        "--set optim.lr=1e-4",
-    )
+COMMAND = TrainingCommand(
+    prog="lagernvs train",
+    description="Train the deterministic LagerNVS model.",
+    config_help="training YAML file",
+    set_example="--set optim.lr=1e-4",
+    load=load_train_config,
+    run=run_training,
+    result="model",
+)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = load_train_config(args.config, args.overrides)
-    state = run_training(config, args.output_dir)
-    PartialState().print(state.summary(args.output_dir / "model"))
-    return 0
+main = COMMAND.main  # `lagernvs <command>` calls main(argv)
 
 
 if __name__ == "__main__":

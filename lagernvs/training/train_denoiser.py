@@ -17,30 +17,23 @@ weights when EMA is on) and the training noise ``scheduler``.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from accelerate import PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
 from torch import Tensor, nn
 
-from lagernvs.config import config_parser, load_config, to_dict
+from lagernvs.config import join_key, load_config, require
+from lagernvs.data.config import DataConfig
 from lagernvs.diffusion.denoiser import DenoisingRenderer
-from lagernvs.diffusion.objective import DiffusionLoss, ObjectiveConfig
-from lagernvs.training.config import (
-    DataConfig,
-    LoopConfig,
-    ModelConfig,
-    OptimConfig,
-)
-from lagernvs.training.loop import Trainer, TrainState, build_accelerator
-from lagernvs.training.train import build_model, build_streams, prepare_synthetic_shards
+from lagernvs.training.config import LoopConfig, ModelConfig, OptimConfig, check_schedule
+from lagernvs.training.diffusion_loss import DiffusionLoss, ObjectiveConfig
+from lagernvs.training.entry import TrainingCommand, build_trainer, start_run
+from lagernvs.training.train import build_model
+from lagernvs.training.trainer import TrainState
 
 logger = get_logger(__name__)
 
@@ -54,11 +47,11 @@ class DenoiserOptions:
     timestep_channels: int = 256
 
     def validate(self, prefix: str) -> None:
-        if self.timestep_channels < 2 or self.timestep_channels % 2:
-            raise ValueError(
-                f"config key '{prefix}.timestep_channels': must be an even number >= 2, "
-                f"got {self.timestep_channels}"
-            )
+        require(
+            self.timestep_channels >= 2 and self.timestep_channels % 2 == 0,
+            join_key(prefix, "timestep_channels"),
+            f"must be an even number >= 2, got {self.timestep_channels}",
+        )
 
 
 @dataclass
@@ -73,16 +66,13 @@ class DenoiserTrainConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def validate(self, prefix: str) -> None:
-        if self.optim.warmup_steps >= self.loop.max_steps:
-            raise ValueError(
-                f"config key 'optim.warmup_steps': {self.optim.warmup_steps} must be smaller "
-                f"than loop.max_steps ({self.loop.max_steps})"
-            )
-        if self.model.vggt_weights is not None:
-            raise ValueError(
-                "config key 'model.vggt_weights': the denoiser starts from a trained model; set "
-                "model.checkpoint to its save_pretrained folder or official model.pt instead"
-            )
+        check_schedule(self.optim, self.loop)
+        require(
+            self.model.vggt_weights is None,
+            "model.vggt_weights",
+            "the denoiser starts from a trained model; set model.checkpoint to its "
+            "save_pretrained folder or official model.pt instead",
+        )
 
 
 def load_denoiser_config(
@@ -139,13 +129,7 @@ def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -
     from lagernvs.pipeline import LagerNVSPipeline
 
     output_dir = Path(output_dir)
-    accelerator = build_accelerator(config.loop, output_dir)
-    config.loop.gradient_accumulation_steps(accelerator.num_processes)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    set_seed(config.loop.seed)
-    data = prepare_synthetic_shards(config.data, output_dir, accelerator)
+    accelerator, data = start_run(config, output_dir)
     model = build_frozen_model(config.model).to(accelerator.device)
     denoiser = DenoisingRenderer.from_renderer(
         model,
@@ -153,20 +137,8 @@ def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -
         objective=config.objective.prediction_type,
     )
     objective = DiffusionLoss(config.objective).to(accelerator.device)
-    train_stream, val_batches = build_streams(
-        data, config.loop.micro_batch_size, config.loop.seed, accelerator.process_index
-    )
-    trainer = Trainer(
-        denoiser,
-        DenoiserBatchLoss(model, objective),
-        train_stream,
-        config.optim,
-        config.loop,
-        output_dir,
-        accelerator=accelerator,
-        val_batches=val_batches,
-        hparams=to_dict(config),
-    )
+    compute_loss = DenoiserBatchLoss(model, objective)
+    trainer = build_trainer(config, output_dir, accelerator, data, denoiser, compute_loss)
     state = trainer.train()
     if not state.stopped:
         final = output_dir / "pipeline"
@@ -183,21 +155,17 @@ def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -
     return state
 
 
-def build_parser() -> argparse.ArgumentParser:
-    return config_parser(
-        "lagernvs train-denoiser",
-        "Fine-tune the renderer of a trained model into the diffusion decoder.",
-        "denoiser training YAML",
-        "--set objective.prediction_type=flow",
-    )
+COMMAND = TrainingCommand(
+    prog="lagernvs train-denoiser",
+    description="Fine-tune the renderer of a trained model into the diffusion decoder.",
+    config_help="denoiser training YAML",
+    set_example="--set objective.prediction_type=flow",
+    load=load_denoiser_config,
+    run=run_denoiser_training,
+    result="pipeline",
+)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = load_denoiser_config(args.config, args.overrides)
-    state = run_denoiser_training(config, args.output_dir)
-    PartialState().print(state.summary(args.output_dir / "pipeline"))
-    return 0
+main = COMMAND.main  # `lagernvs <command>` calls main(argv)
 
 
 if __name__ == "__main__":

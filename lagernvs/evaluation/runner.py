@@ -1,10 +1,7 @@
-"""`lagernvs eval`: run a protocol, write ``summary.json``, ``per_scene.csv`` and image grids.
+"""The protocol runner shared by ``lagernvs eval`` and ``lagernvs bench extrapolation``.
 
-    lagernvs eval --config configs/eval/re10k_2v.yaml --output-dir runs/eval_re10k \\
-        [--set key=value ...]
-    accelerate launch -m lagernvs.evaluation.benchmark --config ... --output-dir ...
-
-The runner is shared with the extrapolation benchmark:
+:class:`Evaluation` holds one protocol run in one output folder (model, device, precision,
+metrics, storage):
 
 * every process takes its share of the samples not yet done (Accelerate's
   ``split_between_processes``), so each sample is evaluated once whatever the number of GPUs;
@@ -12,21 +9,17 @@ The runner is shared with the extrapolation benchmark:
   re-run in the same folder skips the samples found there (resume), after checking that the
   folder was written by the same protocol (``DIR/protocol.json``);
 * the main process then aggregates every record (so on several machines ``DIR`` must be on a
-  shared filesystem): per-target scores are averaged per sample,
-  then over samples (:class:`~lagernvs.evaluation.metrics.SceneMean`).
+  shared filesystem): per-target scores are averaged per sample, then over samples.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import functools
 import json
-import math
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,83 +29,22 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from lagernvs.config import config_parser
-from lagernvs.evaluation.metrics import LPIPSVGG, SceneMean, build_fid, build_kid, image_metrics
-from lagernvs.evaluation.protocol import (
-    IndexedViews,
-    MetricsConfig,
-    Protocol,
-    autocast_dtype,
-    build_dataset,
-    load_model,
-    load_protocol,
-)
+from lagernvs.evaluation.dataset import IndexedViews, build_dataset
+from lagernvs.evaluation.metrics import LPIPSVGG, build_fid, build_kid, image_metrics
+from lagernvs.evaluation.model import autocast_dtype, load_model, model_info
+from lagernvs.evaluation.protocol import MetricsConfig, Protocol
+from lagernvs.evaluation.records import Record, ResultStore, write_json, write_per_scene_csv
 from lagernvs.perceptual import INCEPTION_FID, VGG16_IMAGENET
 
-__all__ = [
-    "Evaluation",
-    "ResultStore",
-    "collate_samples",
-    "evaluate",
-    "grid_name",
-    "main",
-    "save_grid",
-    "software_versions",
-    "summarize",
-    "throughput",
-    "write_per_scene_csv",
-]
+__all__ = ["Evaluation", "batch_by_layout", "software_versions"]
 
-Record = dict[str, Any]
 _STACKED = ("images", "rays", "cam_tokens", "c2w", "fxfycxcy", "seen")
 
 
-# ----------------------------------------------------------------------------- records
-
-
-class ResultStore:
-    """Per-sample records as JSON lines, one file per process, read back when a run resumes.
-
-    A line cut short by an interruption is ignored (that sample is evaluated again).
-    """
-
-    def __init__(self, folder: Path, rank: int = 0) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder / f"rank{rank}.jsonl"
-
-    def records(self) -> dict[str, Record]:
-        """Every complete record of every process, by sample id."""
-        found: dict[str, Record] = {}
-        for path in sorted(self.folder.glob("rank*.jsonl")):
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                found[record["sample"]] = record
-        return found
-
-    def _ends_cleanly(self) -> bool:
-        """Whether the file is empty or ends with a complete line."""
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            return True
-        with self.path.open("rb") as file:
-            file.seek(-1, 2)
-            return file.read(1) == b"\n"
-
-    def append(self, records: Iterable[Record]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        torn = not self._ends_cleanly()
-        with self.path.open("a") as file:
-            if torn:  # end the line an interruption cut short, so the next record is intact
-                file.write("\n")
-            for record in records:
-                file.write(json.dumps(record) + "\n")
-            file.flush()
-
-
-def collate_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Samples -> batches of samples with one layout (views, image size): tensors stacked."""
+def batch_by_layout(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A DataLoader's samples -> one batch per layout (number of views, image size), with
+    the tensors stacked and the other fields listed: samples of different layouts never share a
+    forward pass."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for sample in samples:
         key = (sample["num_cond_views"], tuple(sample["images"].shape))
@@ -128,58 +60,6 @@ def collate_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         batch["num_cond_views"] = group[0]["num_cond_views"]
         batches.append(batch)
     return batches
-
-
-def _nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def summarize(records: Sequence[Record]) -> dict[str, float | None]:
-    """Each score averaged over the targets of a sample, then over samples (NaN skipped)."""
-    keys = sorted({key for record in records for key in record["scores"]})
-    summary = {}
-    for key in keys:
-        metric = SceneMean(sync_on_compute=False)  # records are already gathered
-        for record in records:
-            if key in record["scores"]:
-                metric.update(torch.tensor(record["scores"][key], dtype=torch.float64))
-        summary[key] = _nan_to_none(float(metric.compute())) if metric.num_scenes else None
-    return summary
-
-
-def throughput(records: Sequence[Record], key: str, per_target: int = 1) -> dict[str, Any]:
-    """Images per second and seconds per image from the records' ``key`` timings."""
-    timed = [r for r in records if r.get(key) is not None]
-    images = sum(len(r["target"]) for r in timed) * per_target
-    seconds = sum(r[key] for r in timed)
-    return {
-        "images_per_second": images / seconds if seconds > 0 else None,
-        "seconds_per_image": seconds / images if images else None,
-    }
-
-
-def write_per_scene_csv(path: Path, records: Sequence[Record]) -> None:
-    """One row per sample: ids, validity, timing and each score's mean over the targets."""
-    keys = sorted({key for record in records for key in record["scores"]})
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["sample", "scene", "is_valid", "num_targets", "seconds", *keys])
-        for record in records:
-            means = []
-            for key in keys:
-                values = torch.tensor(record["scores"].get(key, [math.nan]), dtype=torch.float64)
-                mean = float(values.nanmean()) if values.numel() else math.nan
-                means.append("" if math.isnan(mean) else f"{mean:.6f}")
-            writer.writerow(
-                [
-                    record["sample"],
-                    record["scene"],
-                    int(record["is_valid"]),
-                    len(record["target"]),
-                    f"{record['seconds']:.6f}",
-                    *means,
-                ]
-            )
 
 
 def software_versions() -> dict[str, str]:
@@ -201,27 +81,6 @@ def software_versions() -> dict[str, str]:
         "torchmetrics": torchmetrics.__version__,
         "lpips": getattr(lpips, "__version__", "unknown"),
     }
-
-
-def save_grid(path: Path, rows: Sequence[Tensor]) -> None:
-    """Save rows of (N_i, 3, H, W) images as one PNG grid (short rows padded with black)."""
-    from torchvision.utils import save_image
-
-    columns = max(row.shape[0] for row in rows)
-    padded = [
-        torch.cat([row.float().cpu(), row.new_zeros(columns - row.shape[0], *row.shape[1:])])
-        for row in rows
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(torch.cat(padded).clamp(0, 1), path, nrow=columns, padding=2)
-
-
-def grid_name(sample_id: str) -> str:
-    """A file name for a sample's grid (ids may hold '/', e.g. DL3DV ``<batch>/<hash>``)."""
-    return "".join(c if c.isalnum() or c in "-_#" else "_" for c in sample_id) + ".png"
-
-
-# ----------------------------------------------------------------------------- runner
 
 
 def _check_lpips_weights(config: MetricsConfig) -> None:
@@ -296,19 +155,11 @@ class Evaluation:
         self.use_fid, self.fid_note = _distribution_metrics(protocol.metrics, fid_feature)
         self.fid_feature = fid_feature
         if pipe is None:
-            pipe, self.model_info = load_model(protocol.model)
+            pipe, self.model_info = load_model(protocol.model, self.device)
         else:
-            self.model_info = {
-                "source": "in-memory pipeline",
-                "num_parameters": sum(p.numel() for p in pipe.model.parameters()),
-                "denoiser": getattr(pipe, "denoiser", None) is not None,
-            }
+            self.model_info = model_info(pipe, "in-memory pipeline")
         self.pipe = pipe.to(self.device)
         self.model = pipe.model.eval()
-        self.model_info.update(
-            attention_type=self.model.config.attention_type,
-            image_size=list(self.model.image_size),
-        )
         self.image_size = self._image_size()
         self.autocast = autocast_dtype(protocol.precision, self.device)
         self.lpips_net = _lpips_net(protocol.metrics, self.device)
@@ -357,6 +208,23 @@ class Evaluation:
     def dataset(self) -> IndexedViews:
         with self.accelerator.main_process_first():
             return build_dataset(self.protocol.dataset, self.image_size, self.output_dir)
+
+    def score_dataset(
+        self,
+        scorer: Callable[[dict[str, Any]], list[Record]],
+        distribution: dict[str, tuple[Any, Any]],
+        description: str,
+    ) -> tuple[IndexedViews, list[Record] | None, dict[str, Any]]:
+        """Prepare the output folder, score the protocol's dataset into ``DIR/records`` and
+        compute the FID/KID of ``distribution``: the setup every benchmark shares.
+
+        Returns the dataset, every record (None on processes other than the main one) and the
+        FID/KID scores. Call on every process.
+        """
+        self.prepare_output()
+        dataset = self.dataset()
+        records = self.run(dataset, self.output_dir / "records", scorer, description)
+        return dataset, records, self.compute_distribution_metrics(distribution)
 
     # ------------------------------------------------------------------ model and metrics
 
@@ -462,7 +330,7 @@ class Evaluation:
                 Subset(dataset, mine),
                 batch_size=self.protocol.batch_size,
                 num_workers=self.protocol.num_workers,
-                collate_fn=collate_samples,
+                collate_fn=batch_by_layout,
             )
             bar = tqdm(
                 total=len(mine),
@@ -509,6 +377,20 @@ class Evaluation:
             },
         }
 
+    def finish(
+        self,
+        dataset: IndexedViews,
+        records: Sequence[Record],
+        metrics: dict[str, Any],
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """The summary (shared fields, ``metrics`` and ``fields``), written with the records'
+        ``per_scene.csv``; call on the main process."""
+        summary = {**self.summary(dataset, records, metrics), **fields}
+        write_json(self.output_dir / "summary.json", summary)
+        write_per_scene_csv(self.output_dir / "per_scene.csv", records)
+        return summary
+
 
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -521,93 +403,3 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         keys = sorted(set(old) | set(new))
         return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
     return [] if old == new else [prefix.rstrip(".")]
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
-
-
-# ----------------------------------------------------------------------------- lagernvs eval
-
-
-def score_deterministic(ev: Evaluation, batch: dict[str, Any], fid: dict[str, Any]) -> list[Record]:
-    """Render a batch deterministically and score every target."""
-    pred, seconds = ev.render(batch)
-    target = batch["images"][:, batch["num_cond_views"] :]
-    scores = ev.scores(pred, target)
-    for fid_metric, kid_metric in fid.values():
-        for metric in (fid_metric, kid_metric):
-            metric.update(target.flatten(0, 1).to(ev.device), real=True)
-            metric.update(pred.flatten(0, 1), real=False)
-    records = []
-    for i in range(pred.shape[0]):
-        record = ev.base_record(batch, i, seconds / pred.shape[0])
-        record["scores"] = {key: value[i].tolist() for key, value in scores.items()}
-        records.append(record)
-        if ev.wants_grid(record["position"]):
-            count = batch["num_cond_views"]
-            save_grid(
-                ev.output_dir / "grids" / grid_name(record["sample"]),
-                [batch["images"][i, :count], target[i], pred[i]],
-            )
-    return records
-
-
-def evaluate(
-    protocol: Protocol,
-    output_dir: str | Path,
-    pipe: Any = None,
-    accelerator: Any = None,
-    fid_feature: int | torch.nn.Module = 2048,
-) -> dict[str, Any] | None:
-    """Run a standard protocol; write and return the summary (None on non-main processes)."""
-    ev = Evaluation(protocol, output_dir, pipe, accelerator, fid_feature)
-    ev.prepare_output()
-    dataset = ev.dataset()
-    fid = ev.new_distribution_metrics(["deterministic"])
-    records = ev.run(
-        dataset,
-        ev.output_dir / "records",
-        lambda batch: score_deterministic(ev, batch, fid),
-        protocol.name,
-    )
-    distribution = ev.compute_distribution_metrics(fid)
-    if records is None:
-        return None
-    summary = ev.summary(dataset, records, summarize(records))
-    summary.update(throughput(records, "seconds"), fid_kid=distribution)
-    write_json(ev.output_dir / "summary.json", summary)
-    write_per_scene_csv(ev.output_dir / "per_scene.csv", records)
-    return summary
-
-
-def format_metrics(metrics: dict[str, float | None]) -> str:
-    return "  ".join(
-        f"{key} {value:.4f}" if value is not None else f"{key} n/a"
-        for key, value in metrics.items()
-    )
-
-
-def build_parser(prog: str = "lagernvs eval") -> argparse.ArgumentParser:
-    return config_parser(
-        prog,
-        "Evaluate a model on a protocol (configs/eval/*.yaml).",
-        "protocol YAML, or a configs/eval name",
-        "--set batch_size=4 --set metrics.lpips=false",
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lagernvs eval --config FILE --output-dir DIR [--set key=value ...]``."""
-    args = build_parser().parse_args(argv)
-    protocol = load_protocol(args.config, args.overrides)
-    summary = evaluate(protocol, args.output_dir)
-    if summary is not None:
-        done = f"{summary['num_samples']}/{summary['num_expected']} samples"
-        print(f"{protocol.name}: {format_metrics(summary['metrics'])} ({done})")
-        print(f"wrote {Path(args.output_dir) / 'summary.json'} and per_scene.csv")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

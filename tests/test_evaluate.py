@@ -14,15 +14,13 @@ from PIL import Image
 
 from lagernvs.data import Re10kEvalDataset
 from lagernvs.data.synthetic import render_synthetic_scene, write_synthetic_dataset
-from lagernvs.evaluation import benchmark
-from lagernvs.evaluation.benchmark import Evaluation, main, summarize
+from lagernvs.evaluation.dataset import IndexedViews, build_dataset, sample_ids
+from lagernvs.evaluation.evaluate import evaluate, main
 from lagernvs.evaluation.metrics import psnr
-from lagernvs.evaluation.protocol import (
-    IndexedViews,
-    build_dataset,
-    load_protocol,
-    sample_ids,
-)
+from lagernvs.evaluation.model import load_model
+from lagernvs.evaluation.protocol import ModelConfig, load_protocol
+from lagernvs.evaluation.records import summarize
+from lagernvs.evaluation.runner import Evaluation
 from lagernvs.models import LagerNVSModel
 from lagernvs.pipeline import LagerNVSPipeline
 
@@ -220,7 +218,7 @@ def test_fid_kid_with_a_feature_module(tmp_path: Path, model_dir: Path) -> None:
             return images.float().mean(dim=(-2, -1))
 
     config = write_protocol(tmp_path / "p.yaml", model_dir, metrics={"lpips": False, "fid": True})
-    summary = benchmark.evaluate(load_protocol(config), tmp_path / "out", fid_feature=MeanColour())
+    summary = evaluate(load_protocol(config), tmp_path / "out", fid_feature=MeanColour())
     scores = summary["fid_kid"]["deterministic"]
     assert scores["num_images"] == 9 and scores["fid"] >= 0 and np.isfinite(scores["kid"])
 
@@ -274,7 +272,7 @@ def test_dl3dv_protocol_with_bare_hash_keys(tmp_path: Path, model_dir: Path) -> 
     sample = dataset[0]
     assert dataset.ids == hashes and sample["images"].shape == (6, 3, SIZE, SIZE)
     assert sample["image_ids"][0] == f"{hashes[0]}_frame_00000.png"
-    summary = benchmark.evaluate(protocol, tmp_path / "out")
+    summary = evaluate(protocol, tmp_path / "out")
     assert summary["num_samples"] == 2 and summary["metrics"]["psnr"] > 5
     assert {p.name for p in (tmp_path / "out" / "grids").iterdir()} == {f"{h}.png" for h in hashes}
 
@@ -294,6 +292,8 @@ def test_protocol_files_and_overrides(tmp_path: Path) -> None:
         load_protocol("re10k_2v", ["dataset.bogus=1"])
     with pytest.raises(ValueError, match="model.pretrained .* model.checkpoint"):
         load_protocol("re10k_2v", ["model.pretrained=demo"])
+    with pytest.raises(ValueError, match="model.preset.*only applies to model.checkpoint"):
+        load_protocol("tiny_synthetic", ["model.preset=tiny"])
     with pytest.raises(FileNotFoundError, match="protocol file"):
         load_protocol(tmp_path / "missing.yaml")
 
@@ -309,3 +309,15 @@ def test_sample_ids_and_summary_aggregation() -> None:
         {"scores": {"psnr": [30.0], "seen/psnr": [float("nan")]}},
     ]
     assert summarize(records) == {"psnr": 22.5, "seen/psnr": 4.0}
+
+
+def test_protocol_models_go_through_the_one_loader(tmp_path: Path, model_dir: Path) -> None:
+    pipe, info = load_model(ModelConfig(pretrained="preset:tiny"))
+    assert info["source"] == "preset:tiny (random weights)" and not info["denoiser"]
+    assert info["num_parameters"] == sum(p.numel() for p in pipe.model.parameters())
+    _, info = load_model(ModelConfig(pretrained=str(model_dir / "model")))  # a model folder
+    assert info["source"] == str(model_dir / "model") and info["image_size"] == [SIZE, SIZE]
+    with pytest.raises(ValueError, match="spell random weights as 'preset:tiny'"):
+        load_model(ModelConfig(pretrained="tiny"))
+    with pytest.raises(FileNotFoundError, match="model.checkpoint .* does not exist"):
+        load_model(ModelConfig(checkpoint=str(tmp_path / "model.pt"), preset="re10k_2v_256"))

@@ -1,0 +1,199 @@
+"""The pipeline's input checks: everything a user hands to ``__call__``/``encode``/``render`` is
+validated here once, with a one-line ValueError naming the problem and the fix.
+
+Images are checked as they are converted (:func:`lagernvs.data.images.load_images`); cameras
+when :class:`~lagernvs.cameras.Cameras` are built (shapes, finiteness, rotations) and here
+against the images (count, sizes, the degenerate-camera rule of
+:func:`lagernvs.data.model_inputs.camera_problem`); shapes of what reaches the model through
+:mod:`lagernvs.models.inputs`. Nothing downstream checks again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from lagernvs.cameras import Cameras
+from lagernvs.data.model_inputs import camera_problem
+from lagernvs.data.scene import Scene
+from lagernvs.models.inputs import check_chunk_size, check_render_inputs
+from lagernvs.models.renderer import RAY_CHANNELS
+from lagernvs.pipeline.output import EncodedScene
+
+__all__ = [
+    "MODES",
+    "OUTPUT_TYPES",
+    "Generator",
+    "Mode",
+    "OutputType",
+    "RenderOptions",
+    "as_cameras",
+    "check_encode_inputs",
+    "check_render_options",
+]
+
+Mode = Literal["deterministic", "sampled"]
+OutputType = Literal["pil", "np", "pt"]
+MODES = ("deterministic", "sampled")
+OUTPUT_TYPES = ("pil", "np", "pt")
+Generator = torch.Generator | list[torch.Generator] | None
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How :meth:`~lagernvs.pipeline.LagerNVSPipeline.render` renders (see its arguments)."""
+
+    mode: Mode = "deterministic"
+    height: int | None = None
+    width: int | None = None
+    chunk_size: int | None = 8
+    generator: Generator = None
+    output_type: OutputType = "pt"
+    num_inference_steps: int = 50
+    guidance_scale: float = 1.0
+    strength: float = 1.0
+    num_samples: int = 1
+    same_noise: bool = False
+
+    def size(self, config: Mapping[str, Any]) -> tuple[int, int]:
+        """The rendered (H, W): the given height/width, else the model's image size."""
+        default_h, default_w = config["image_size"]
+        height = default_h if self.height is None else self.height
+        width = default_w if self.width is None else self.width
+        return int(height), int(width)
+
+
+def as_cameras(cameras: Cameras | Scene, name: str) -> Cameras:
+    """``cameras`` as :class:`Cameras` (a data-layer :class:`Scene` is converted)."""
+    if isinstance(cameras, Scene):
+        return Cameras.from_scene(cameras)
+    if not isinstance(cameras, Cameras):
+        raise ValueError(
+            f"{name} must be lagernvs.Cameras (or a Scene), got {type(cameras).__name__}; build "
+            "them with Cameras(c2w, fxfycxcy, image_size) or Cameras.look_at(...)"
+        )
+    return cameras
+
+
+def check_encode_inputs(frames: list[Tensor], source_cameras: Cameras | Scene | None) -> None:
+    """Source images (converted) against their cameras, or among themselves when unposed."""
+    if source_cameras is None:
+        sizes = {tuple(frame.shape[-2:]) for frame in frames}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"images of mixed sizes {sorted(sizes)} need source_cameras (each camera "
+                "describes its own image); resize them to one size or pass cameras"
+            )
+        return
+    cameras = as_cameras(source_cameras, "source_cameras")
+    if len(cameras) != len(frames):
+        raise ValueError(
+            f"got {len(cameras)} source cameras for {len(frames)} images; pass one camera per "
+            "image, in the same order"
+        )
+    for index, frame in enumerate(frames):
+        image_hw = tuple(frame.shape[-2:])
+        camera_hw = tuple(cameras.image_sizes[index].tolist())
+        if image_hw != camera_hw:
+            raise ValueError(
+                f"source camera {index} is for a {camera_hw[0]}x{camera_hw[1]} image but "
+                f"image {index} is {image_hw[0]}x{image_hw[1]}; pass cameras with the images' "
+                "sizes (Cameras.crop_resize adapts intrinsics to a cropped/resized image)"
+            )
+    problem = camera_problem(cameras.c2w.cpu(), len(cameras))
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_size(options: RenderOptions, config: Mapping[str, Any]) -> tuple[int, int]:
+    for name in ("height", "width"):
+        value = getattr(options, name)
+        if value is not None and not _is_int(value):
+            raise ValueError(f"{name} must be an int number of pixels, got {value!r}")
+    height, width = options.size(config)
+    patch = config["patch_size"]
+    if height <= 0 or width <= 0 or height % patch or width % patch:
+        raise ValueError(
+            f"render size {height}x{width} must be positive multiples of the model's "
+            f"patch size {patch}"
+        )
+    return height, width
+
+
+def _check_sampling(options: RenderOptions, missing_component: str | None) -> None:
+    if missing_component is not None:
+        raise ValueError(
+            "mode='sampled' needs the diffusion decoder, but this pipeline has no "
+            f"{missing_component}; "
+            "load a pipeline saved with a denoiser and scheduler, or use mode='deterministic'"
+        )
+    if not _is_int(options.num_inference_steps) or options.num_inference_steps < 1:
+        raise ValueError(
+            f"num_inference_steps must be an int >= 1, got {options.num_inference_steps!r}"
+        )
+    if not _is_real(options.guidance_scale) or options.guidance_scale < 0:
+        raise ValueError(
+            "guidance_scale must be a finite number >= 0 (1 = no guidance), got "
+            f"{options.guidance_scale!r}"
+        )
+    if not _is_real(options.strength) or not 0 < options.strength <= 1:
+        raise ValueError(
+            f"strength must be in (0, 1] (1 = from pure noise), got {options.strength!r}"
+        )
+    if not _is_int(options.num_samples) or options.num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {options.num_samples!r}")
+    if isinstance(options.generator, list) and len(options.generator) != options.num_samples:
+        raise ValueError(
+            f"got {len(options.generator)} generators for {options.num_samples} samples; pass "
+            "one generator or a list of one per sample"
+        )
+    if not isinstance(options.same_noise, bool):
+        raise ValueError(f"same_noise must be a bool, got {options.same_noise!r}")
+
+
+def check_render_options(
+    options: RenderOptions,
+    target_cameras: Any,
+    config: Mapping[str, Any],
+    scene: EncodedScene | None = None,
+    missing_component: str | None = None,
+) -> None:
+    """Target cameras, render options and (from ``render``) the encoded scene.
+
+    ``missing_component`` names the denoiser or scheduler the pipeline lacks (None: it has both).
+    """
+    if options.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {options.mode!r}")
+    if options.output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {options.output_type!r}")
+    check_chunk_size(options.chunk_size)
+    generators = options.generator if isinstance(options.generator, list) else [options.generator]
+    if not all(g is None or isinstance(g, torch.Generator) for g in generators):
+        raise ValueError(
+            f"generator must be a torch.Generator or a list of them, got {options.generator!r}; "
+            "seed with torch.Generator().manual_seed(123)"
+        )
+    height, width = _check_size(options, config)
+    cameras = as_cameras(target_cameras, "target_cameras")
+    if len(cameras) == 0:
+        raise ValueError("target_cameras is empty; pass at least one camera")
+    if options.mode == "sampled":
+        _check_sampling(options, missing_component)
+    if scene is not None:
+        if not isinstance(scene, EncodedScene):
+            raise ValueError(f"scene must come from pipe.encode(...), got {type(scene).__name__}")
+        rays = torch.empty(1, len(cameras), RAY_CHANNELS, height, width, device="meta")
+        check_render_inputs(config, scene.scene_tokens, rays)
