@@ -4,10 +4,10 @@ Every attention layer (DINO, aggregator, renderer) calls :func:`attention`, so t
 in one place. The backend comes from :func:`set_attention_backend` or the environment variable
 ``LAGERNVS_ATTENTION`` (read at import):
 
-* ``"auto"`` (default): xformers memory-efficient attention when xformers is installed and the
-  inputs are on CUDA, torch ``scaled_dot_product_attention`` otherwise;
-* ``"sdpa"``: always torch SDPA (which itself picks flash / memory-efficient / math kernels);
-* ``"xformers"``: always xformers (CUDA only);
+* ``"auto"`` (default) and ``"sdpa"``: torch ``scaled_dot_product_attention``, which picks its
+  own kernel (flash, cuDNN, memory-efficient or math; on Hopper GPUs flash or cuDNN in bf16);
+  :func:`sdpa_kernels` restricts that choice, e.g. to time one kernel against another;
+* ``"xformers"``: xformers memory-efficient attention (CUDA only, an optional install);
 * ``"math"``: an explicit ``softmax(q kᵀ / √d) v``, the readable definition used to test the others.
 """
 
@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 BACKENDS = ("auto", "sdpa", "xformers", "math")
+SDPA_KERNELS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 def _validated(name: str) -> str:
@@ -62,6 +69,22 @@ def attention_backend(name: str) -> Iterator[None]:
         set_attention_backend(previous)
 
 
+@contextmanager
+def sdpa_kernels(names: Sequence[str]) -> Iterator[None]:
+    """Let torch SDPA use only the named kernels (keys of ``SDPA_KERNELS``); none: all of them.
+
+    A kernel that cannot run the inputs (e.g. flash on float32) makes SDPA raise a RuntimeError.
+    """
+    unknown = sorted(set(names) - set(SDPA_KERNELS))
+    if unknown:
+        raise ValueError(f"unknown SDPA kernels {unknown}; choose from {sorted(SDPA_KERNELS)}")
+    if not names:
+        yield
+        return
+    with sdpa_kernel([SDPA_KERNELS[name] for name in names]):
+        yield
+
+
 def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     scores = torch.matmul(q, k.transpose(-2, -1)) * q.shape[-1] ** -0.5
     return torch.matmul(scores.softmax(dim=-1), v)
@@ -93,9 +116,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
         # precision; compute in the value's dtype, as autocast's SDPA policy does.
         q, k = q.to(v.dtype), k.to(v.dtype)
     backend = _backend
-    if backend == "auto":
-        backend = "xformers" if q.is_cuda and xformers_available() else "sdpa"
-    if backend == "sdpa":
+    if backend in ("auto", "sdpa"):
         return F.scaled_dot_product_attention(q, k, v)
     if backend == "xformers":
         if not xformers_available():
