@@ -119,7 +119,7 @@ def test_paths_bring_mixed_sizes_to_one_and_reject_bad_arguments():
     assert path.image_size == (48, 64)
     assert paths.camera_path("orbit", sources, 4, image_size=(32, 32)).image_size == (32, 32)
     with pytest.raises(ValueError, match="unknown camera path"):
-        paths.camera_path("spiral", sources, 5)
+        paths.camera_path("corkscrew", sources, 5)
     with pytest.raises(ValueError, match="num_frames"):
         paths.interpolate(sources, 0)
     single = paths.interpolate(sources[:1], 4)

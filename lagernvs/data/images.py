@@ -4,6 +4,11 @@ Decoding follows the reference pipeline: PIL decodes, 8-bit values are divided b
 an alpha channel is dropped (not composited), grey images are repeated to RGB. Every reader of
 images (the pipeline, the data pipeline, the CLI, the demo) goes through :func:`load_images`, so
 an image is read the same way and a bad one is refused with the same one-line message everywhere.
+
+Images are read as they are displayed: an EXIF orientation tag (phone photos) is applied to the
+pixels, and :func:`read_image_size` reports the size after it, so sizes from headers and decoded
+images always agree. (A capture tool that calibrated the stored pixels of a rotated photo, as
+COLMAP does, then disagrees with the displayed size; the scene readers refuse that mismatch.)
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "load_images",
     "read_image",
     "read_image_size",
+    "upright",
 ]
 
 ImageInput = Image.Image | np.ndarray | Tensor | str | os.PathLike | bytes
@@ -34,6 +40,10 @@ Images = ImageInput | Sequence[ImageInput]
 
 RANGE_TOLERANCE = 1e-3
 """Float images may overshoot [0, 1] by this much (resampling ringing); they are clipped later."""
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of the orientation: 1 upright, 2-8 mirrored and/or rotated by 90/180/270."""
+TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+"""Orientations that swap width and height."""
 
 
 def _open_error(source: str, error: Exception) -> ValueError:
@@ -44,6 +54,11 @@ def _open_error(source: str, error: Exception) -> ValueError:
 
 
 def _check_exists(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"image file {path} is a folder, not an image; give the image files inside it "
+            f"(e.g. {path / '*.jpg'})"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"image file {path} does not exist; check the dataset root and that the scene was "
@@ -52,15 +67,30 @@ def _check_exists(path: Path) -> None:
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image file, reading only its header."""
+    """(H, W) of an image file as displayed (after its EXIF orientation), reading its header."""
     path = Path(path)
     _check_exists(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if _orientation(image) in TRANSPOSED_ORIENTATIONS:
+                width, height = height, width
     except (UnidentifiedImageError, OSError) as error:
         raise _open_error(str(path), error) from error
     return int(height), int(width)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation of ``image`` (1 when it has none)."""
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    return orientation if isinstance(orientation, int) else 1
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` as displayed: its EXIF orientation applied to the pixels (itself when upright)."""
+    if _orientation(image) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def image_to_tensor(image: Image.Image) -> Tensor:
@@ -79,20 +109,21 @@ def _decode(opener: Path | io.BytesIO, source: str) -> Tensor:
     try:
         with Image.open(opener) as image:
             image.load()
-            return image_to_tensor(image)
+            return image_to_tensor(upright(image))
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise _open_error(source, error) from error
 
 
 def read_image(path: str | Path) -> Tensor:
-    """Read an image file as a (3, H, W) float32 tensor in [0, 1]."""
+    """Read an image file as a (3, H, W) float32 tensor in [0, 1], upright (EXIF orientation)."""
     path = Path(path)
     _check_exists(path)
     return _decode(path, str(path))
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> Tensor:
-    """Decode encoded image bytes (PNG, JPEG, ...) as a (3, H, W) float32 tensor in [0, 1]."""
+    """Decode encoded image bytes (PNG, JPEG, ...) as a (3, H, W) float32 tensor in [0, 1],
+    upright (EXIF orientation applied)."""
     return _decode(io.BytesIO(data), name)
 
 
@@ -139,7 +170,7 @@ def _convert(image: ImageInput, label: str, allow_uint8: bool) -> list[Tensor]:
     if isinstance(image, (str, os.PathLike)):
         return [read_image(image)]
     if isinstance(image, Image.Image):
-        return [image_to_tensor(image)]
+        return [image_to_tensor(upright(image))]
     if isinstance(image, np.ndarray):
         tensor = _array_tensor(image, label)
     elif isinstance(image, Tensor):

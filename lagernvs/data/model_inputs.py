@@ -15,14 +15,21 @@ The steps follow the reference evaluation pipeline:
 3. :func:`camera_problem`: the one rule for degenerate cameras. The data pipeline records it as
    the sample's validity flag; the pipeline refuses such cameras with its message.
 
+User photos get their model size here too: :func:`model_input_size` keeps the aspect ratio for
+models trained on several (config ``variable_aspect``: longest side the model's, each side a
+multiple of its patch size, aspect limited to ``max_aspect``) and gives square-only models their
+fixed size; :func:`crop_note` says when that crops a photo noticeably, and
+:func:`check_source_images` refuses degenerate photos (a side under :data:`MIN_IMAGE_SIDE`
+pixels, an aspect beyond :data:`MAX_IMAGE_ASPECT`).
+
 :func:`~lagernvs.data.preprocess.preprocess_views` (datasets, evaluation, training) and
 :class:`~lagernvs.pipeline.LagerNVSPipeline` (``encode``/``render``) both build their inputs here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -40,16 +47,21 @@ from lagernvs.cameras import (
 )
 
 __all__ = [
+    "MAX_IMAGE_ASPECT",
     "MAX_SCENE_SCALE_RATIO",
     "MIN_CAMERA_SCALE",
+    "MIN_IMAGE_SIDE",
     "MIN_RELATIVE_SPREAD",
     "CameraConditioning",
     "camera_problem",
     "center_crop_offsets",
+    "check_source_images",
     "condition_cameras",
+    "crop_note",
     "crop_resize_images",
     "crop_resize_views",
     "model_frame_poses",
+    "model_input_size",
     "unposed_camera_tokens",
 ]
 
@@ -61,6 +73,71 @@ MIN_RELATIVE_SPREAD = 1e-6
 """Conditioning cameras whose centres spread less than this, relative to their coordinates,
 count as one position: about ten float32 rounding steps, below which the float32 normalisation
 divides rounding noise."""
+
+
+MIN_IMAGE_SIDE = 16
+"""Source images need at least this many pixels a side: below, they hold no usable detail."""
+MAX_IMAGE_ASPECT = 4.0
+"""Source images may be at most this elongated (long side / short side): a centre crop to a
+square model, or to a variable-aspect model's limit, would keep less than a quarter of a more
+extreme one (a 4000x10 strip, a stray 1xN image)."""
+NOTE_CROP_FRACTION = 0.01
+""":func:`crop_note` speaks up when a crop drops more than this fraction of a side."""
+
+
+def check_source_images(frames: Sequence[Tensor], name: str = "image") -> None:
+    """Refuse degenerate source images (one-line ValueError naming the image and its size)."""
+    for index, frame in enumerate(frames):
+        height, width = int(frame.shape[-2]), int(frame.shape[-1])
+        aspect = max(height, width) / max(min(height, width), 1)
+        if aspect > MAX_IMAGE_ASPECT:
+            raise ValueError(
+                f"{name} {index} is {height}x{width} pixels, an aspect ratio of {aspect:.3g}:1; "
+                f"the model takes at most {MAX_IMAGE_ASPECT:g}:1 (crop it to a less elongated "
+                "shape)"
+            )
+        if min(height, width) < MIN_IMAGE_SIDE:
+            raise ValueError(
+                f"{name} {index} is {height}x{width} pixels; source images need at least "
+                f"{MIN_IMAGE_SIDE} pixels a side (give the photo itself, not a thumbnail or icon)"
+            )
+
+
+def model_input_size(config: Mapping[str, Any], image_hw: Sequence[int]) -> tuple[int, int]:
+    """The (h, w) a model sees images of size ``image_hw`` at (also its default render size).
+
+    Square-only models (config ``variable_aspect`` false or absent, every official model but
+    the general one): their ``image_size``. Variable-aspect models: the image's aspect ratio
+    limited to ``max_aspect`` (default 2), the longest side the longest side of
+    ``image_size``, the other side rounded to a multiple of ``patch_size``. E.g. 480x640 ->
+    384x512 and 1920x1080 -> 512x288 for the general 512 model.
+    """
+    height, width = (int(v) for v in config["image_size"])
+    if not config.get("variable_aspect", False):
+        return height, width
+    longest, patch = max(height, width), int(config["patch_size"])
+    limit = float(config.get("max_aspect", 2.0))
+    aspect = min(max(int(image_hw[1]) / int(image_hw[0]), 1.0 / limit), limit)  # W / H
+    short = max(patch, round(longest / max(aspect, 1.0 / aspect) / patch) * patch)
+    return (short, longest) if aspect >= 1.0 else (longest, short)
+
+
+def crop_note(config: Mapping[str, Any], image_hw: Sequence[int]) -> str | None:
+    """One line saying how images of size ``image_hw`` are centre-cropped for the model, or None
+    when the crop drops at most 1% of a side (rounding to the patch grid)."""
+    src_hw = (int(image_hw[0]), int(image_hw[1]))
+    dst_hw = model_input_size(config, src_hw)
+    crop_h, crop_w = center_crop_size(src_hw, dst_hw)
+    if min(crop_h / src_hw[0], crop_w / src_hw[1]) >= 1.0 - NOTE_CROP_FRACTION:
+        return None
+    if config.get("variable_aspect", False):
+        reason = f"its aspect ratio is limited to {float(config.get('max_aspect', 2.0)):g}:1"
+    else:
+        reason = f"it works on {dst_hw[0]}x{dst_hw[1]} images only"
+    return (
+        f"note: the model centre-crops {src_hw[0]}x{src_hw[1]} images to {crop_h}x{crop_w} "
+        f"({reason}); crop them yourself to choose what stays"
+    )
 
 
 def center_crop_offsets(src_hw: tuple[int, int], crop_hw: tuple[int, int]) -> tuple[int, int]:
