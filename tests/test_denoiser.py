@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from lagernvs.diffusion import DenoisingRenderer
 from lagernvs.models import ATTENTION_TYPES, LagerNVSModel
@@ -61,8 +63,12 @@ def test_new_parameters_learn_from_the_first_step(attention_type: str) -> None:
     scene, rays = inputs(model.config.renderer_width)
     noisy = torch.randn(B, T, 3, HW, HW)
     denoiser(noisy, 300, rays, scene).square().mean().backward()
-    for name in ("noisy_embedder.proj.weight", "block_modulations.0.1.weight",
-                 "final_modulation.1.weight", "renderer.tgt_embedder.proj.weight"):
+    for name in (
+        "noisy_embedder.proj.weight",
+        "block_modulations.0.1.weight",
+        "final_modulation.1.weight",
+        "renderer.tgt_embedder.proj.weight",
+    ):
         grad = denoiser.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
     perturb(denoiser)
@@ -113,7 +119,7 @@ def test_save_and_load_roundtrip(tmp_path) -> None:
 
 
 def test_copies_use_their_own_conditioning() -> None:
-    """Hooks of a deep copy read the copy's tensors (EMA copies, pipeline copies)."""
+    """A deep copy shares no state with its original (EMA copies, pipeline copies)."""
     model = tiny_model("cross_attention")
     denoiser = perturb(DenoisingRenderer.from_renderer(model)).eval()
     twin = perturb(copy.deepcopy(denoiser))
@@ -121,9 +127,49 @@ def test_copies_use_their_own_conditioning() -> None:
     noisy = torch.randn(B, T, 3, HW, HW)
     with torch.no_grad():
         expected = denoiser(noisy, 10, rays, scene)
-        twin(noisy, 700, rays, scene)  # overwrites only the twin's conditioning
-        again = denoiser.denoise(denoiser.prepare_scene(scene), noisy, 10, rays)
+        twin(noisy, 700, rays, scene)
+        again = denoiser(noisy, 10, rays, denoiser(scene, mode="prepare"))
     torch.testing.assert_close(again, expected)
+
+
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_a_prepared_scene_gives_the_same_prediction(attention_type: str) -> None:
+    model = tiny_model(attention_type)
+    denoiser = perturb(DenoisingRenderer.from_renderer(model)).eval()
+    scene, rays = inputs(model.config.renderer_width)
+    noisy = torch.randn(B, T, 3, HW, HW)
+    with torch.no_grad():
+        prepared = denoiser(scene, mode="prepare")
+        null = denoiser(scene, drop_scene=True, mode="prepare")
+        torch.testing.assert_close(
+            denoiser(noisy, 30, rays, prepared), denoiser(noisy, 30, rays, scene), atol=0, rtol=0
+        )
+        torch.testing.assert_close(
+            denoiser(noisy, 30, rays, null),
+            denoiser(noisy, 30, rays, scene, drop_scene=True),
+            atol=0,
+            rtol=0,
+        )
+
+
+def test_modulation_rows_follow_the_block_modules() -> None:
+    """Each block's modulation covers its LayerNorms except the scene-side norm2_kv, in module
+    order, then its attentions' and MLPs' outputs: the layout saved denoisers were trained with."""
+    from lagernvs.models.layers import Mlp
+    from lagernvs.models.renderer import RendererAttention
+
+    for attention_type in ATTENTION_TYPES:
+        denoiser = DenoisingRenderer.from_renderer(tiny_model(attention_type))
+        blocks = denoiser.renderer.renderer_core.renderer_blocks
+        for block, layer in zip(blocks, denoiser.block_modulations, strict=True):
+            names = dict(block.named_modules())
+            norms = [n for n, m in names.items() if isinstance(m, torch.nn.LayerNorm)]
+            attentions = [n for n, m in names.items() if isinstance(m, RendererAttention)]
+            mlps = [n for n, m in names.items() if isinstance(m, Mlp)]
+            assert list(block.MODULATED_NORMS) == [n for n in norms if n != "norm2_kv"]
+            assert list(block.GATED_BRANCHES) == attentions + mlps
+            rows = 2 * len(block.MODULATED_NORMS) + len(block.GATED_BRANCHES)
+            assert layer[1].out_features == rows * denoiser.config.width
 
 
 @pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
@@ -167,9 +213,85 @@ def test_bad_inputs_raise_clear_errors() -> None:
         DenoisingRenderer.from_renderer(model, objective="score")
 
 
-def test_the_inner_renderer_is_not_a_standalone_renderer() -> None:
+def test_the_inner_renderer_alone_is_the_deterministic_renderer() -> None:
+    """No modulation, no noisy tokens: a trained denoiser's renderer renders deterministically
+    (it holds no state from the denoiser's calls), exactly like the model it was copied from."""
+    model = tiny_model("cross_attention")
+    denoiser = perturb(DenoisingRenderer.from_renderer(model)).eval()
+    scene, rays = inputs(model.config.renderer_width)
+    with torch.no_grad():
+        denoiser(torch.randn(B, T, 3, HW, HW), 500, rays, scene)
+        torch.testing.assert_close(
+            denoiser.renderer(scene, rays), model.render(scene, rays), atol=0, rtol=0
+        )
+
+
+def test_bad_modes_raise_clear_errors() -> None:
     model = tiny_model("cross_attention")
     denoiser = DenoisingRenderer.from_renderer(model)
     scene, rays = inputs(model.config.renderer_width)
-    with pytest.raises(RuntimeError, match="runs through its denoise"):
-        denoiser.renderer(scene, rays)
+    noisy = torch.randn(B, T, 3, HW, HW)
+    with pytest.raises(ValueError, match="unknown denoiser mode 'encode'"):
+        denoiser(scene, mode="encode")
+    with pytest.raises(ValueError, match="drop_scene applies to scene tokens"):
+        denoiser(noisy, 5, rays, denoiser(scene, mode="prepare"), drop_scene=True)
+    with pytest.raises(ValueError, match="scene_tokens must be"):
+        denoiser(scene[0], mode="prepare")
+
+
+# Numerics of saved denoisers. tests/data/denoiser_reference.safetensors holds the outputs of
+# the forward-hook implementation of the modulation (commit d702b10) for the weights and inputs
+# below; weights are set by sorted parameter name, so they do not depend on initialisation order,
+# and the strict state-dict load checks the parameter names a saved denoiser has.
+REFERENCE = Path(__file__).parent / "data" / "denoiser_reference.safetensors"
+REFERENCE_CASES = ("conditional", "mixed_drop")
+
+
+def filled(module: torch.nn.Module, seed: int, std: float = 0.2) -> torch.nn.Module:
+    """``module`` with every parameter drawn from N(0, std^2), in sorted-name order."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, parameter in sorted(module.named_parameters()):
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return module
+
+
+def reference_denoiser(attention_type: str) -> DenoisingRenderer:
+    """A tiny denoiser with every parameter (modulation included) away from its init."""
+    denoiser = DenoisingRenderer(
+        attention_type=attention_type, width=32, depth=2, num_heads=2, patch_size=8,
+        num_registers=4, timestep_channels=16,
+    )  # fmt: skip
+    state = filled(denoiser, seed=11).state_dict()
+    loaded = DenoisingRenderer(**denoiser.config)
+    loaded.load_state_dict(state, strict=True)
+    return loaded.eval()
+
+
+def reference_inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(12)
+    return {
+        "scene": torch.randn(B, V, NP, 32, generator=generator),
+        "rays": torch.randn(B, T, 6, HW, HW, generator=generator),
+        "noisy": torch.randn(B, T, 3, HW, HW, generator=generator),
+        "timesteps": torch.rand(B, T, generator=generator) * 999,
+    }
+
+
+def reference_outputs(attention_type: str) -> dict[str, torch.Tensor]:
+    denoiser, x = reference_denoiser(attention_type), reference_inputs()
+    args = (x["noisy"], x["timesteps"], x["rays"], x["scene"])
+    with torch.no_grad():
+        return {
+            f"{attention_type}/conditional": denoiser(*args),
+            f"{attention_type}/mixed_drop": denoiser(*args, drop_scene=torch.tensor([True, False])),
+        }
+
+
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_saved_denoisers_keep_their_numerics(attention_type: str) -> None:
+    expected = load_file(REFERENCE)
+    outputs = reference_outputs(attention_type)
+    for case in REFERENCE_CASES:
+        key = f"{attention_type}/{case}"
+        torch.testing.assert_close(outputs[key], expected[key], atol=1e-5, rtol=0, msg=key)

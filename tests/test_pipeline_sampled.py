@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from safetensors.torch import load_file
 
 from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline
 from lagernvs.diffusion import DenoisingRenderer, NoiseSchedule, build_noise_scheduler
@@ -75,6 +77,18 @@ def test_save_load_round_trip_gives_identical_samples(
     assert torch.equal(_sample(pipe, 5), _sample(loaded, 5))
 
 
+@pytest.mark.parametrize("argument", ["dtype", "torch_dtype"])
+def test_from_pretrained_takes_dtype_and_torch_dtype(
+    pipe: LagerNVSPipeline, tmp_path: Path, argument: str
+) -> None:
+    """diffusers reads both (``torch_dtype`` with its own deprecation warning)."""
+    pipe.save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch_dtype` is deprecated", FutureWarning)
+        loaded = LagerNVSPipeline.from_pretrained(tmp_path, **{argument: torch.bfloat16})
+    assert loaded.model.dtype == torch.bfloat16 and loaded.denoiser.dtype == torch.bfloat16
+
+
 def test_small_strength_returns_the_deterministic_render(pipe: LagerNVSPipeline) -> None:
     images, sources, targets = _inputs()
     deterministic = pipe(images, sources, target_cameras=targets, output_type="pt").images
@@ -125,3 +139,70 @@ def test_saved_pipeline_with_denoiser_loads_in_a_fresh_process(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("DenoisingRenderer")
+
+
+# Numerics of the sampling loop. tests/data/sampling_reference.safetensors holds the samples
+# that the pipeline drew before the loop moved into it (commit d702b10) for the models, inputs
+# and settings below (weights set by sorted parameter name, independent of init order).
+SAMPLING_REFERENCE = Path(__file__).parent / "data" / "sampling_reference.safetensors"
+REFERENCE_SIZE = (32, 32)
+
+
+def _filled(module: torch.nn.Module, seed: int, std: float, skip: str = "~") -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in sorted(module.named_parameters()):
+            if not name.startswith(skip):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+
+
+def _reference_pipeline(objective: str, scheduler) -> LagerNVSPipeline:
+    model = LagerNVSModel.from_preset(
+        "tiny", attention_type="cross_attention", image_size=REFERENCE_SIZE,
+        encoder_image_size=56,
+    ).eval()  # fmt: skip
+    _filled(model, seed=21, std=0.2)
+    denoiser = DenoisingRenderer.from_renderer(model, timestep_channels=16, objective=objective)
+    _filled(denoiser, seed=22, std=0.1, skip="renderer.")
+    pipeline = LagerNVSPipeline(model=model, denoiser=denoiser.eval(), scheduler=scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _reference_samples(case: str) -> torch.Tensor:
+    vp = build_noise_scheduler(NoiseSchedule())
+    if case == "ddpm_guided":
+        pipeline = _reference_pipeline("sample", vp)
+        options = {
+            "num_inference_steps": 3, "guidance_scale": 2.0, "num_samples": 2,
+            "generator": [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)],
+        }  # fmt: skip
+    elif case == "ddim_strength":
+        pipeline = _reference_pipeline("sample", DDIMScheduler.from_config(vp.config))
+        options = {
+            "num_inference_steps": 4, "strength": 0.5, "chunk_size": 1,
+            "generator": torch.Generator().manual_seed(3),
+        }  # fmt: skip
+    else:
+        flow = build_noise_scheduler(NoiseSchedule(prediction_type="flow", flow_shift=2.0))
+        pipeline = _reference_pipeline("flow", flow)
+        options = {
+            "num_inference_steps": 3, "num_samples": 2, "same_noise": True,
+            "generator": torch.Generator().manual_seed(7),
+        }  # fmt: skip
+    images = torch.rand(2, 3, *REFERENCE_SIZE, generator=torch.Generator().manual_seed(23))
+    sources = Cameras.look_at(
+        [[0, 0, -1], [0.3, 0, -1]], [[0, 0, 1]] * 2, fov_deg=60, image_size=REFERENCE_SIZE
+    )
+    targets = Cameras.look_at(
+        [[0.1, 0, -1], [0.6, 0, -1]], [[0, 0, 1]] * 2, fov_deg=60, image_size=REFERENCE_SIZE
+    )
+    return pipeline(
+        images, sources, target_cameras=targets, mode="sampled", output_type="pt", **options
+    ).images
+
+
+@pytest.mark.parametrize("case", ["ddpm_guided", "ddim_strength", "flow_same_noise"])
+def test_sampling_keeps_its_numerics(case: str) -> None:
+    expected = load_file(SAMPLING_REFERENCE)[case]
+    torch.testing.assert_close(_reference_samples(case), expected, atol=1e-5, rtol=0)

@@ -1,8 +1,8 @@
 """DenoisingRenderer: the deterministic renderer fine-tuned into a pixel-space diffusion decoder.
 
-What the paper states (PAPER_NOTES §6): the encoder is frozen, the decoder keeps the same 12
-blocks in pixel space, its input layer gets extra channels for the noisy target image, and the
-timestep enters through adaLN-Zero. Our construction, around an unchanged
+What the LagerNVS paper states about its diffusion decoder: the encoder is frozen, the decoder
+keeps the same 12 blocks in pixel space, its input layer gets extra channels for the noisy target
+image, and the timestep enters through adaLN-Zero. Our construction, around an unchanged
 :class:`~lagernvs.models.renderer.Renderer` (same module names, so its weights load as they are):
 
 * **Noisy-image channels.** A bias-free stride-``patch`` conv embeds the noisy target image and
@@ -31,15 +31,19 @@ timestep enters through adaLN-Zero. Our construction, around an unchanged
   token broadcast to every scene-token position, so the unconditional branch sees a scene of the
   usual shape (attention over V*Np tokens as in the conditional branch) in every variant.
 
-The modulation is injected with forward hooks on the renderer's own modules (its blocks and cores
-run unchanged, gradient checkpointing included). The hooks read the tensors of the latest call
-from ``self._conditioning``; they stay attached after the call so that checkpointed blocks
-recompute with them during the backward pass.
+The modulation is passed explicitly: :meth:`DenoisingRenderer.forward` computes the noisy-image
+tokens and one modulation tensor per block (:class:`~lagernvs.models.renderer.Modulation`) and
+hands them to :meth:`Renderer.render_views <lagernvs.models.renderer.Renderer.render_views>`, so
+the renderer runs as a plain function of its inputs (gradient checkpointing included) and
+copies of a denoiser share nothing. ``forward`` is the denoiser's one entry point (accelerate's
+offload hooks wrap it): ``mode="denoise"`` predicts, ``mode="prepare"`` prepares a scene once for
+many predictions.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -54,85 +58,22 @@ from lagernvs.models.renderer import (
     ATTENTION_TYPES,
     RAY_CHANNELS,
     RENDERER_CORES,
-    CrossAttentionBlock,
     Renderer,
     RendererAttention,
+    modulation_size,
 )
 
 IMAGE_CHANNELS = 3
+DENOISER_MODES = ("denoise", "prepare")
+DenoiserMode = Literal["denoise", "prepare"]
 
 
-class _Conditioning:
-    """Tensors of the current call that the forward hooks read (shared by all hooks)."""
+@dataclass(frozen=True)
+class PreparedScene:
+    """A scene made ready for many predictions (``mode="prepare"``): the renderer's per-scene
+    cache (e.g. cross-attention keys/values) of the scene or of the null scene."""
 
-    def __init__(self) -> None:
-        self.noisy_tokens: Tensor | None = None
-        self.modulations: list[Tensor] = []  # per block (+ final layer): (N, sites, W)
-
-
-def _grouped(x: Tensor, targets: int) -> Tensor:
-    """View tokens (..., S, W) as (targets, tokens per target, W).
-
-    The renderer lays tokens out with one target view per row ((B*T, S, W), also (B, T, L, W))
-    or the T targets of a scene side by side along the token axis ((B, T*L, W)); both are
-    target-major in memory, so a reshape groups each target's tokens.
-    """
-    return x.reshape(targets, -1, x.shape[-1])
-
-
-class _NoisyTokensHook:
-    """Add the noisy-image tokens to the ray-map patch tokens (before ``tgt_norm``)."""
-
-    def __init__(self, state: _Conditioning) -> None:
-        self.state = state
-
-    def __call__(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
-        noisy = self.state.noisy_tokens
-        if noisy is None or noisy.shape != output.shape:
-            raise RuntimeError(
-                "the renderer inside a DenoisingRenderer runs through its denoise()/forward(); "
-                "render deterministic views with the LagerNVSModel it was built from"
-            )
-        return output + noisy.to(output.dtype)
-
-
-class _NormHook:
-    """``norm(x) * (1 + scale) + shift`` with per-target shift/scale of modulation ``site``."""
-
-    def __init__(self, state: _Conditioning, index: int, site: int) -> None:
-        self.state, self.index, self.site = state, index, site
-
-    def __call__(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
-        modulation = self.state.modulations[self.index].to(output.dtype)
-        shift, scale = modulation[:, self.site, None], modulation[:, self.site + 1, None]
-        grouped = _grouped(output, modulation.shape[0])
-        return (grouped * (1 + scale) + shift).view_as(output)
-
-
-class _GateHook:
-    """``branch * (1 + gate)`` with the per-target gate of modulation ``site``."""
-
-    def __init__(self, state: _Conditioning, index: int, site: int) -> None:
-        self.state, self.index, self.site = state, index, site
-
-    def __call__(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Tensor:
-        modulation = self.state.modulations[self.index].to(output.dtype)
-        gate = modulation[:, self.site, None]
-        return (_grouped(output, modulation.shape[0]) * (1 + gate)).view_as(output)
-
-
-def modulation_sites(block: nn.Module) -> tuple[list[nn.LayerNorm], list[nn.Linear]]:
-    """The LayerNorms and residual-branch output layers of a renderer block that get modulated.
-
-    Norms: every LayerNorm except the scene-side ``norm2_kv`` of a cross-attention block (its
-    keys/values are shared by all targets of a scene). Gates: the output projection of every
-    attention and the ``fc2`` of every MLP.
-    """
-    scene_side = block.norm2_kv if isinstance(block, CrossAttentionBlock) else None
-    norms = [m for m in block.modules() if isinstance(m, nn.LayerNorm) and m is not scene_side]
-    gates = [m.proj for m in block.modules() if isinstance(m, RendererAttention)]
-    gates += [m.fc2 for m in block.modules() if isinstance(m, Mlp)]
-    return norms, gates
+    cache: Any
 
 
 def _zero_linear(in_features: int, out_features: int) -> nn.Sequential:
@@ -178,7 +119,13 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
         if objective not in PREDICTION_TYPES:
             raise ValueError(f"unknown objective {objective!r}; choose one of {PREDICTION_TYPES}")
         self.renderer = Renderer(
-            attention_type, width, depth, num_heads, patch_size, num_registers, mlp_ratio,
+            attention_type,
+            width,
+            depth,
+            num_heads,
+            patch_size,
+            num_registers,
+            mlp_ratio,
             out_channels=IMAGE_CHANNELS,
         )
         self.noisy_embedder = PatchEmbed(IMAGE_CHANNELS, width, patch_size, bias=False)
@@ -186,31 +133,18 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
         self.time_proj = Timesteps(timestep_channels, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(timestep_channels, width)
         self.null_scene_token = nn.Parameter(torch.empty(width).normal_(std=0.02))
-
-        self._conditioning = _Conditioning()
-        state = self._conditioning
-        self.renderer.tgt_embedder.register_forward_hook(_NoisyTokensHook(state))
-        modulations = []
-        blocks = list(self.renderer.renderer_core.renderer_blocks)
-        for index, block in enumerate(blocks):
-            norms, gates = modulation_sites(block)
-            for number, norm in enumerate(norms):
-                norm.register_forward_hook(_NormHook(state, index, 2 * number))
-            for number, layer in enumerate(gates):
-                layer.register_forward_hook(_GateHook(state, index, 2 * len(norms) + number))
-            modulations.append(_zero_linear(width, (2 * len(norms) + len(gates)) * width))
-        self.block_modulations = nn.ModuleList(modulations)
-        self.final_modulation = _zero_linear(width, 2 * width)
-        self.renderer.final_layer.norm_final.register_forward_hook(
-            _NormHook(state, len(blocks), 0)
+        self.block_modulations = nn.ModuleList(
+            _zero_linear(width, modulation_size(block) * width)
+            for block in self.renderer.renderer_core.renderer_blocks
+        )
+        self.final_modulation = _zero_linear(
+            width, modulation_size(self.renderer.final_layer) * width
         )
 
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def from_renderer(
-        cls, renderer: Renderer | LagerNVSModel, **config: Any
-    ) -> DenoisingRenderer:
+    def from_renderer(cls, renderer: Renderer | LagerNVSModel, **config: Any) -> DenoisingRenderer:
         """A denoiser holding a copy of ``renderer``'s weights (a LagerNVSModel's renderer too).
 
         ``config`` sets the new options (``timestep_channels``, ``objective``); the architecture
@@ -231,40 +165,62 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
         denoiser.renderer.load_state_dict(renderer.state_dict())
         return denoiser if parameter.dtype == torch.float32 else denoiser.to(parameter.dtype)
 
-    # ------------------------------------------------------------------ scene
+    # ------------------------------------------------------------------ entry point
 
-    def prepare_scene(self, scene_tokens: Tensor, drop: Tensor | bool | None = None) -> Any:
-        """Scene tokens (B, V, Np, W) -> what the blocks need, computed once per scene.
+    def forward(self, *inputs: Any, mode: DenoiserMode = "denoise", **options: Any) -> Any:
+        """The denoiser's one entry point (what accelerate's offload hooks wrap), by ``mode``.
 
-        ``drop`` (bool, or a (B,) bool tensor) replaces the scene of the chosen samples by the
-        learned null scene (classifier-free guidance's unconditional branch).
+        ``mode="denoise"`` (default): ``(noisy_images, timesteps, target_rays, scene,
+        drop_scene=None)`` -> the clean image (B, T, 3, H, W) in [-1, 1].
+
+        * noisy_images: (B, T, 3, H, W) noisy target images (diffusion range);
+        * timesteps: a number, (B,) or (B, T) timesteps of the noise schedule;
+        * target_rays: (B, T, 6, H, W) Plücker ray maps;
+        * scene: scene tokens (B, V, Np, W) from the frozen encoder, or a :class:`PreparedScene`
+          (``mode="prepare"``) to skip preparing the same scene at every step;
+        * drop_scene: with scene tokens, a bool or (B,) bool tensor: swap the chosen samples'
+          scenes for the learned null scene (classifier-free guidance's unconditional branch).
+
+        ``mode="prepare"``: ``(scene_tokens, drop_scene=None)`` -> a :class:`PreparedScene`.
         """
+        if mode == "denoise":
+            return self._denoise(*inputs, **options)
+        if mode == "prepare":
+            return self._prepare(*inputs, **options)
+        raise ValueError(f"unknown denoiser mode {mode!r}; choose one of {DENOISER_MODES}")
+
+    def _prepare(
+        self, scene_tokens: Tensor, drop_scene: Tensor | bool | None = None
+    ) -> PreparedScene:
         width = self.config.width
-        if scene_tokens.dim() != 4 or scene_tokens.shape[-1] != width:
-            raise ValueError(
-                f"scene_tokens must be (B, V, Np, {width}), got {tuple(scene_tokens.shape)}"
-            )
-        if drop is not None:
-            mask = torch.as_tensor(drop, dtype=torch.bool, device=scene_tokens.device)
+        if (
+            not isinstance(scene_tokens, Tensor)
+            or scene_tokens.dim() != 4
+            or (scene_tokens.shape[-1] != width)
+        ):
+            got = tuple(scene_tokens.shape) if isinstance(scene_tokens, Tensor) else scene_tokens
+            raise ValueError(f"scene_tokens must be (B, V, Np, {width}), got {got!r}")
+        if drop_scene is not None:
+            mask = torch.as_tensor(drop_scene, dtype=torch.bool, device=scene_tokens.device)
             mask = mask.reshape(-1, 1, 1, 1).expand(scene_tokens.shape[0], 1, 1, 1)
             null = self.null_scene_token.to(scene_tokens.dtype).expand_as(scene_tokens)
             scene_tokens = torch.where(mask, null, scene_tokens)
-        return self.renderer.prepare_scene(scene_tokens)
+        return PreparedScene(self.renderer.prepare_scene(scene_tokens))
 
-    # ------------------------------------------------------------------ denoise
-
-    def denoise(
-        self, scene: Any, noisy_images: Tensor, timesteps: Tensor | float, target_rays: Tensor
+    def _denoise(
+        self,
+        noisy_images: Tensor,
+        timesteps: Tensor | float,
+        target_rays: Tensor,
+        scene: Tensor | PreparedScene,
+        drop_scene: Tensor | bool | None = None,
     ) -> Tensor:
-        """Clean-image prediction (B, T, 3, H, W) in [-1, 1] against a prepared scene.
-
-        Args:
-            scene: :meth:`prepare_scene` output for B scenes.
-            noisy_images: (B, T, 3, H, W) noisy target images (diffusion range).
-            timesteps: a number, (B,) or (B, T) timesteps of the noise schedule.
-            target_rays: (B, T, 6, H, W) Plücker ray maps.
-        """
         self._check_inputs(noisy_images, target_rays)
+        if isinstance(scene, PreparedScene):
+            if drop_scene is not None:
+                raise ValueError("drop_scene applies to scene tokens; prepare the null scene")
+        else:
+            scene = self._prepare(scene, drop_scene)
         batch, targets = target_rays.shape[:2]
         timesteps = torch.as_tensor(timesteps, device=target_rays.device)
         if timesteps.dim() == 1:
@@ -278,30 +234,13 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
             ) from None
         dtype = self.time_embedding.linear_1.weight.dtype
         embedding = self.time_embedding(self.time_proj(timesteps.flatten()).to(dtype))
-        state = self._conditioning
-        state.noisy_tokens = self.noisy_embedder(noisy_images.flatten(0, 1).to(dtype))
-        state.modulations = [
+        noisy_tokens = self.noisy_embedder(noisy_images.flatten(0, 1).to(dtype))
+        modulations = [
             layer(embedding).unflatten(-1, (-1, self.config.width))
             for layer in [*self.block_modulations, self.final_modulation]
         ]
-        return self.renderer.render_views(scene, target_rays) * 2 - 1
-
-    def forward(
-        self,
-        noisy_images: Tensor,
-        timesteps: Tensor | float,
-        target_rays: Tensor,
-        scene_tokens: Tensor,
-        drop_scene: Tensor | bool | None = None,
-    ) -> Tensor:
-        """:meth:`prepare_scene` then :meth:`denoise`: the clean image (B, T, 3, H, W) in [-1, 1].
-
-        ``drop_scene`` ((B,) bool) swaps chosen samples' scenes for the null scene (training
-        with classifier-free guidance).
-        """
-        return self.denoise(
-            self.prepare_scene(scene_tokens, drop_scene), noisy_images, timesteps, target_rays
-        )
+        images = self.renderer.render_views(scene.cache, target_rays, noisy_tokens, modulations)
+        return images * 2 - 1
 
     def _check_inputs(self, noisy_images: Tensor, target_rays: Tensor) -> None:
         patch = self.config.patch_size

@@ -14,8 +14,10 @@ so a freshly built denoiser starts at the deterministic render); the other objec
 conversions ``eps = (x_t - alpha x0) / sigma``, ``v = alpha eps - sigma x0`` and flow velocity
 ``eps - x0``. Sampling converts x0 to whatever the scheduler's ``prediction_type`` expects
 (:func:`x0_to_model_output`), so any variance-preserving scheduler (DDPM, DDIM, DPM-Solver++)
-serves every VP objective; flow needs the flow scheduler. The training loss and its per-timestep
-weights live with the training code (:mod:`lagernvs.training.diffusion_loss`).
+serves every VP objective; flow needs the flow scheduler. The sampling loop itself is the
+pipeline's (:class:`~lagernvs.pipeline.LagerNVSPipeline`); it takes its timesteps and its noised
+start from :func:`sampling_timesteps` and :func:`scheduler_add_noise`. The training loss and its
+per-timestep weights live with the training code (:mod:`lagernvs.training.diffusion_loss`).
 """
 
 from __future__ import annotations
@@ -114,9 +116,7 @@ def noise_scales(scheduler: SchedulerMixin, timesteps: Tensor) -> tuple[Tensor, 
     return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
 
 
-def add_noise(
-    scheduler: SchedulerMixin, x0: Tensor, noise: Tensor, timesteps: Tensor
-) -> Tensor:
+def add_noise(scheduler: SchedulerMixin, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
     """``alpha_t x0 + sigma_t noise``; ``timesteps`` broadcast against the leading dims.
 
     Equals ``DDPMScheduler.add_noise`` / ``FlowMatchEulerDiscreteScheduler.scale_noise`` (tested),
@@ -125,6 +125,35 @@ def add_noise(
     alpha, sigma = noise_scales(scheduler, timesteps)
     alpha, sigma = _trailing(alpha, x0).to(x0.dtype), _trailing(sigma, x0).to(x0.dtype)
     return alpha * x0 + sigma * noise
+
+
+def sampling_timesteps(
+    scheduler: SchedulerMixin,
+    num_inference_steps: int,
+    strength: float,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Set ``scheduler``'s timesteps; return the ones a run of ``strength`` goes through.
+
+    diffusers' img2img rule: the last ``int(num_inference_steps * strength)`` steps (none when
+    that is 0); below strength 1 the scheduler is told where it begins.
+    """
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    kept = min(int(num_inference_steps * strength), num_inference_steps)
+    start = (num_inference_steps - kept) * scheduler.order
+    if strength < 1 and hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    return scheduler.timesteps[start:]
+
+
+def scheduler_add_noise(
+    scheduler: SchedulerMixin, x0: Tensor, noise: Tensor, timesteps: Tensor
+) -> Tensor:
+    """``x0`` noised to ``timesteps`` (one per leading index) by the scheduler's own rule:
+    ``add_noise`` (variance preserving) or ``scale_noise`` (flow)."""
+    if is_flow_scheduler(scheduler):
+        return scheduler.scale_noise(x0, timesteps, noise)
+    return scheduler.add_noise(x0, noise, timesteps)
 
 
 def x0_to_model_output(
@@ -149,6 +178,8 @@ __all__ = [
     "build_noise_scheduler",
     "is_flow_scheduler",
     "noise_scales",
+    "sampling_timesteps",
+    "scheduler_add_noise",
     "scheduler_prediction_type",
     "x0_to_model_output",
 ]

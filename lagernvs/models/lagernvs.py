@@ -10,10 +10,12 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 from .checkpoints import load_original_state_dict, load_original_weights
 from .encoder import Aggregator, Reconstructor
+from .fast import fast_renderer
 from .presets import preset_config
 from .renderer import Renderer
 
@@ -41,6 +43,13 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         renderer_width, renderer_heads, renderer_depth, patch_size: renderer transformer size and
             the ray-map patch size (H and W of rendered views must be multiples of it).
         renderer_num_registers, renderer_mlp_ratio: renderer register tokens and MLP ratio.
+        variable_aspect: the model was trained on several aspect ratios (the general model):
+            the pipeline keeps a photo's aspect ratio, with the longest side of ``image_size``,
+            instead of centre-cropping it to ``image_size``
+            (:func:`lagernvs.data.model_inputs.model_input_size`). The network itself takes any
+            size either way.
+        max_aspect: the most elongated aspect ratio (long / short side) a variable-aspect model
+            was trained on; photos beyond it are centre-cropped to it.
     """
 
     _supports_gradient_checkpointing = True
@@ -68,6 +77,8 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         patch_size: int = 8,
         renderer_num_registers: int = 4,
         renderer_mlp_ratio: float = 4.0,
+        variable_aspect: bool = False,
+        max_aspect: float = 2.0,
     ) -> None:
         super().__init__()
         aggregator = Aggregator(
@@ -164,6 +175,7 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         load_original_weights(model, state_dict)
         return model.eval()
 
+    @apply_forward_hook
     def encode(self, images: torch.Tensor, cam_tokens: torch.Tensor) -> torch.Tensor:
         """Encode source views into scene tokens.
 
@@ -175,6 +187,25 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
             (B, V, Np, renderer_width) scene tokens, Np the number of encoder patches per view.
         """
         return self.reconstructor(images, cam_tokens)
+
+    @apply_forward_hook
+    def prepare_scene(self, scene_tokens: torch.Tensor) -> Any:
+        """The renderer's per-scene work (e.g. cross-attention keys and values), done once per
+        scene for :meth:`render_prepared`; through the fast path on CUDA
+        (:func:`~lagernvs.models.fast.fast_renderer`)."""
+        return fast_renderer(self.renderer).prepare_scene(scene_tokens)
+
+    @apply_forward_hook
+    def render_prepared(self, prepared: Any, target_rays: torch.Tensor) -> torch.Tensor:
+        """Render ray maps (B, T, 6, H, W) against :meth:`prepare_scene`'s output -> (B, T, 3,
+        H, W) images in [0, 1]; on CUDA through the fast path (bf16 + CUDA graphs), elsewhere the
+        plain renderer.
+
+        ``encode``, ``prepare_scene`` and ``render_prepared`` are the inference entry points:
+        like diffusers' ``AutoencoderKL.encode`` they trigger accelerate's offload hooks
+        (``apply_forward_hook``), so ``enable_model_cpu_offload`` sees every use of the model.
+        """
+        return fast_renderer(self.renderer).render_views(prepared, target_rays)
 
     def render(
         self,

@@ -11,16 +11,20 @@ against the images (count, sizes, the degenerate-camera rule of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
 
 from lagernvs.cameras import Cameras
 from lagernvs.data.model_inputs import camera_problem
 from lagernvs.data.scene import Scene
+from lagernvs.diffusion.denoiser import DenoisingRenderer
+from lagernvs.diffusion.objective import is_flow_scheduler
 from lagernvs.models.inputs import check_chunk_size, check_render_inputs
 from lagernvs.models.renderer import RAY_CHANNELS
 from lagernvs.pipeline.output import EncodedScene
@@ -34,7 +38,9 @@ __all__ = [
     "RenderOptions",
     "as_cameras",
     "check_encode_inputs",
+    "callback_tensor_inputs",
     "check_render_options",
+    "images_per_prompt",
 ]
 
 Mode = Literal["deterministic", "sampled"]
@@ -42,6 +48,12 @@ OutputType = Literal["pil", "np", "pt"]
 MODES = ("deterministic", "sampled")
 OUTPUT_TYPES = ("pil", "np", "pt")
 Generator = torch.Generator | list[torch.Generator] | None
+StepCallback = (
+    Callable[[Any, int, Tensor, dict[str, Tensor]], dict[str, Tensor] | None]
+    | PipelineCallback
+    | MultiPipelineCallbacks
+)
+CALLBACK_TENSOR_INPUTS = ("latents",)
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,10 @@ class RenderOptions:
     num_inference_steps: int = 50
     guidance_scale: float = 1.0
     strength: float = 1.0
-    num_samples: int = 1
+    num_images_per_prompt: int = 1
     same_noise: bool = False
+    callback_on_step_end: StepCallback | None = None
+    callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",)
 
     def size(self, config: Mapping[str, Any]) -> tuple[int, int]:
         """The rendered (H, W): the given height/width, else the model's image size."""
@@ -66,6 +80,19 @@ class RenderOptions:
         height = default_h if self.height is None else self.height
         width = default_w if self.width is None else self.width
         return int(height), int(width)
+
+
+def images_per_prompt(num_images_per_prompt: Any, num_samples: Any) -> Any:
+    """The samples per target view: ``num_images_per_prompt``, or ``num_samples`` (its former
+    name, still accepted); 1 when neither is given."""
+    if num_samples is None:
+        return 1 if num_images_per_prompt is None else num_images_per_prompt
+    if num_images_per_prompt is not None and num_images_per_prompt != num_samples:
+        raise ValueError(
+            f"got num_images_per_prompt={num_images_per_prompt!r} and num_samples="
+            f"{num_samples!r}; num_samples is its former name: pass only num_images_per_prompt"
+        )
+    return num_samples
 
 
 def as_cameras(cameras: Cameras | Scene, name: str) -> Cameras:
@@ -133,13 +160,60 @@ def _check_size(options: RenderOptions, config: Mapping[str, Any]) -> tuple[int,
     return height, width
 
 
-def _check_sampling(options: RenderOptions, missing_component: str | None) -> None:
-    if missing_component is not None:
+def _check_components(denoiser: Any, scheduler: Any) -> None:
+    """The diffusion decoder: present, of the right types, scheduler family matching."""
+    components = {"denoiser": denoiser, "scheduler": scheduler}
+    missing = next((name for name, part in components.items() if part is None), None)
+    if missing is not None:
         raise ValueError(
-            "mode='sampled' needs the diffusion decoder, but this pipeline has no "
-            f"{missing_component}; "
+            f"mode='sampled' needs the diffusion decoder, but this pipeline has no {missing}; "
             "load a pipeline saved with a denoiser and scheduler, or use mode='deterministic'"
         )
+    if not isinstance(denoiser, DenoisingRenderer):
+        raise ValueError(
+            f"sampling needs a DenoisingRenderer, got {type(denoiser).__name__}; fine-tune one "
+            "with `lagernvs train-denoiser` or build it with DenoisingRenderer.from_renderer"
+        )
+    if not isinstance(scheduler, SchedulerMixin):
+        raise ValueError(f"scheduler must be a diffusers scheduler, got {type(scheduler).__name__}")
+    flow_denoiser = denoiser.config.objective == "flow"
+    if is_flow_scheduler(scheduler) != flow_denoiser:
+        wanted = (
+            "FlowMatchEulerDiscreteScheduler" if flow_denoiser else "DDPM, DDIM or DPM-Solver++"
+        )
+        raise ValueError(
+            f"the denoiser was trained with objective {denoiser.config.objective!r} but got a "
+            f"{type(scheduler).__name__}; use {wanted}"
+        )
+
+
+def callback_tensor_inputs(options: RenderOptions) -> Sequence[str]:
+    """Names of the tensors the step callback receives (a diffusers ``PipelineCallback`` names
+    its own)."""
+    callback = options.callback_on_step_end
+    if isinstance(callback, PipelineCallback | MultiPipelineCallbacks):
+        return callback.tensor_inputs
+    return options.callback_on_step_end_tensor_inputs
+
+
+def _check_callback(options: RenderOptions) -> None:
+    callback = options.callback_on_step_end
+    if callback is not None and not callable(callback):
+        raise ValueError(
+            "callback_on_step_end must be callable as (pipe, step_index, timestep, "
+            f"callback_kwargs) -> dict, got {type(callback).__name__}"
+        )
+    names = callback_tensor_inputs(options)
+    unknown = [n for n in names if n not in CALLBACK_TENSOR_INPUTS]
+    if isinstance(names, str) or unknown:
+        raise ValueError(
+            f"callback_on_step_end_tensor_inputs must be a list of {list(CALLBACK_TENSOR_INPUTS)}"
+            f", got {names!r}"
+        )
+
+
+def _check_sampling(options: RenderOptions, denoiser: Any, scheduler: Any) -> None:
+    _check_components(denoiser, scheduler)
     if not _is_int(options.num_inference_steps) or options.num_inference_steps < 1:
         raise ValueError(
             f"num_inference_steps must be an int >= 1, got {options.num_inference_steps!r}"
@@ -153,15 +227,17 @@ def _check_sampling(options: RenderOptions, missing_component: str | None) -> No
         raise ValueError(
             f"strength must be in (0, 1] (1 = from pure noise), got {options.strength!r}"
         )
-    if not _is_int(options.num_samples) or options.num_samples < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {options.num_samples!r}")
-    if isinstance(options.generator, list) and len(options.generator) != options.num_samples:
+    count = options.num_images_per_prompt
+    if not _is_int(count) or count < 1:
+        raise ValueError(f"num_images_per_prompt (num_samples) must be an int >= 1, got {count!r}")
+    if isinstance(options.generator, list) and len(options.generator) != count:
         raise ValueError(
-            f"got {len(options.generator)} generators for {options.num_samples} samples; pass "
-            "one generator or a list of one per sample"
+            f"got {len(options.generator)} generators for {count} samples "
+            "(num_images_per_prompt); pass one generator or a list of one per sample"
         )
     if not isinstance(options.same_noise, bool):
         raise ValueError(f"same_noise must be a bool, got {options.same_noise!r}")
+    _check_callback(options)
 
 
 def check_render_options(
@@ -169,12 +245,11 @@ def check_render_options(
     target_cameras: Any,
     config: Mapping[str, Any],
     scene: EncodedScene | None = None,
-    missing_component: str | None = None,
+    denoiser: Any = None,
+    scheduler: Any = None,
 ) -> None:
-    """Target cameras, render options and (from ``render``) the encoded scene.
-
-    ``missing_component`` names the denoiser or scheduler the pipeline lacks (None: it has both).
-    """
+    """Target cameras, render options, the pipeline's diffusion decoder (``denoiser`` and
+    ``scheduler``, for ``mode="sampled"``) and (from ``render``) the encoded scene."""
     if options.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {options.mode!r}")
     if options.output_type not in OUTPUT_TYPES:
@@ -191,7 +266,7 @@ def check_render_options(
     if len(cameras) == 0:
         raise ValueError("target_cameras is empty; pass at least one camera")
     if options.mode == "sampled":
-        _check_sampling(options, missing_component)
+        _check_sampling(options, denoiser, scheduler)
     if scene is not None:
         if not isinstance(scene, EncodedScene):
             raise ValueError(f"scene must come from pipe.encode(...), got {type(scene).__name__}")

@@ -14,6 +14,9 @@ A spec is one of
 
 Folders are read locally only (``local_files_only``): a missing path is reported as missing, never
 looked up on the Hugging Face Hub. Every refusal is a one-line ValueError or FileNotFoundError.
+
+``vggt_weights`` attaches a camera estimator (VGGT-1B's ``model.pt``) to any of them, for
+``source_cameras="estimate"``; a pipeline saved with one brings it back by itself.
 """
 
 from __future__ import annotations
@@ -62,9 +65,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
-            f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto"
-        ) from None
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} was asked for but CUDA is not available; use cpu")
@@ -190,6 +191,7 @@ def load_pipeline(
     preset: str | None = None,
     device: str | torch.device | None = "cpu",
     with_denoiser: bool | None = None,
+    vggt_weights: str | os.PathLike | None = None,
 ) -> LagerNVSPipeline:
     """The pipeline a model spec names (see the module docstring), in eval mode on ``device``.
 
@@ -201,10 +203,15 @@ def load_pipeline(
         device: where to put the pipeline (``"auto"``/None: CUDA when available).
         with_denoiser: None: the denoiser the spec holds, if any; True: require one (the demo's
             bundled denoiser, or a pipeline folder's); False: the deterministic model only.
+        vggt_weights: a local VGGT checkpoint file (VGGT-1B's ``model.pt``): attach its camera
+            estimator as the ``camera_estimator`` component (checked before the model loads).
     """
     from lagernvs.models import PRESETS
+    from lagernvs.pipeline.estimation import check_vggt_weights, load_camera_estimator
 
     target = resolve_device(device)
+    if vggt_weights is not None:
+        check_vggt_weights(vggt_weights)
     text = os.fspath(spec)
     path = Path(text)
     named = text == "demo" or text.startswith(PRESET_PREFIX)
@@ -221,8 +228,8 @@ def load_pipeline(
             "(it carries its own configuration); drop the preset"
         )
     if text == "demo":
-        return demo_pipeline(target, with_denoiser=with_denoiser)
-    if text.startswith(PRESET_PREFIX):
+        pipe = demo_pipeline(target, with_denoiser=with_denoiser)
+    elif text.startswith(PRESET_PREFIX):
         pipe = _preset_pipeline(text[len(PRESET_PREFIX) :], target)
     elif path.is_dir():
         pipe = _folder_pipeline(path, with_denoiser)
@@ -230,6 +237,8 @@ def load_pipeline(
         pipe = _checkpoint_pipeline(path, preset)
     else:
         raise ValueError(f"model {path} is neither a folder nor a file; give {SPEC_HELP}")
+    if vggt_weights is not None:
+        pipe.register_modules(camera_estimator=load_camera_estimator(vggt_weights))
     if with_denoiser and (pipe.denoiser is None or pipe.scheduler is None):
         raise ValueError(
             f"model {text!r} has no denoiser and scheduler; give a pipeline folder written by "

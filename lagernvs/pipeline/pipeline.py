@@ -17,12 +17,17 @@ model-input path as the data pipeline (:mod:`lagernvs.data.model_inputs`):
 User input is checked once, at the top of each entry point (:meth:`LagerNVSPipeline.check_inputs`,
 :mod:`lagernvs.pipeline.inputs`). Components: ``model``
 (:class:`~lagernvs.models.LagerNVSModel`), and the optional ``denoiser`` and ``scheduler`` of the
-diffusion decoder used by ``mode="sampled"``.
+diffusion decoder used by ``mode="sampled"``, whose sampling loop is
+:meth:`LagerNVSPipeline._render_sampled` (diffusers conventions: ``num_images_per_prompt``,
+``generator`` lists, ``callback_on_step_end``). The pipeline calls the denoiser only through
+its ``forward`` (the entry point accelerate's hooks wrap), so ``enable_model_cpu_offload``
+moves each component to the accelerator when it runs (``model_cpu_offload_seq``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,22 +35,41 @@ import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from lagernvs.cameras import Cameras, plucker_rays
 from lagernvs.data.images import Images, load_images
-from lagernvs.data.model_inputs import condition_cameras, crop_resize_views, unposed_camera_tokens
+from lagernvs.data.model_inputs import (
+    check_source_images,
+    condition_cameras,
+    crop_resize_views,
+    model_input_size,
+    unposed_camera_tokens,
+)
 from lagernvs.data.scene import Scene
-from lagernvs.diffusion.denoiser import DenoisingRenderer  # noqa: F401 (diffusers loads it by name)
-from lagernvs.models import LagerNVSModel
+from lagernvs.diffusion.denoiser import (  # noqa: F401 (diffusers loads DenoisingRenderer by name)
+    DenoisingRenderer,
+    PreparedScene,
+)
+from lagernvs.diffusion.objective import (
+    sampling_timesteps,
+    scheduler_add_noise,
+    x0_to_model_output,
+)
+from lagernvs.models import LagerNVSModel, VGGTCameraEstimator
+from lagernvs.pipeline.estimation import check_estimator, estimate_source_cameras, wants_estimate
 from lagernvs.pipeline.inputs import (
     Generator,
     Mode,
     OutputType,
     RenderOptions,
+    StepCallback,
     as_cameras,
+    callback_tensor_inputs,
     check_encode_inputs,
     check_render_options,
+    images_per_prompt,
 )
 from lagernvs.pipeline.output import EncodedScene, LagerNVSPipelineOutput
 
@@ -59,6 +83,7 @@ class LagerNVSPipeline(DiffusionPipeline):
         model: the deterministic encoder-renderer.
         denoiser: optional diffusion decoder (``mode="sampled"``).
         scheduler: optional diffusers scheduler for the denoiser.
+        camera_estimator: optional VGGT camera estimator (``source_cameras="estimate"``).
 
     Example::
 
@@ -67,17 +92,20 @@ class LagerNVSPipeline(DiffusionPipeline):
         views = pipe([img0, img1], target_cameras=targets).images   # unposed input
     """
 
-    model_cpu_offload_seq = "model"
-    _optional_components = ["denoiser", "scheduler"]
+    model_cpu_offload_seq = "model->denoiser"
+    _optional_components = ["denoiser", "scheduler", "camera_estimator"]
 
     def __init__(
         self,
         model: LagerNVSModel,
         denoiser: torch.nn.Module | None = None,
         scheduler: Any | None = None,
+        camera_estimator: VGGTCameraEstimator | None = None,
     ) -> None:
         super().__init__()
-        self.register_modules(model=model, denoiser=denoiser, scheduler=scheduler)
+        self.register_modules(
+            model=model, denoiser=denoiser, scheduler=scheduler, camera_estimator=camera_estimator
+        )
 
     @classmethod
     def from_original_checkpoint(
@@ -92,7 +120,7 @@ class LagerNVSPipeline(DiffusionPipeline):
     def check_inputs(
         self,
         frames: list[Tensor] | None = None,
-        source_cameras: Cameras | Scene | None = None,
+        source_cameras: Cameras | Scene | str | None = None,
         target_cameras: Any = None,
         options: RenderOptions | None = None,
         scene: EncodedScene | None = None,
@@ -102,15 +130,22 @@ class LagerNVSPipeline(DiffusionPipeline):
         cameras when ``frames`` are given; target cameras, render options and the scene when
         ``options`` are given. Raises a one-line ValueError naming the problem and the fix."""
         if frames is not None:
-            check_encode_inputs(frames, source_cameras)
+            check_source_images(frames)
+            if wants_estimate(source_cameras):
+                check_estimator(self.camera_estimator)
+            else:
+                check_encode_inputs(frames, source_cameras)
         if options is not None:
-            missing = next((n for n in ("denoiser", "scheduler") if getattr(self, n) is None), None)
-            check_render_options(options, target_cameras, self.model.config, scene, missing)
+            check_render_options(
+                options, target_cameras, self.model.config, scene, self.denoiser, self.scheduler
+            )
 
     # ------------------------------------------------------------------ encode
 
     @torch.no_grad()
-    def encode(self, images: Images, source_cameras: Cameras | Scene | None = None) -> EncodedScene:
+    def encode(
+        self, images: Images, source_cameras: Cameras | Scene | str | None = None
+    ) -> EncodedScene:
         """Encode V source views once; render them any number of times with :meth:`render`.
 
         Args:
@@ -118,15 +153,19 @@ class LagerNVSPipeline(DiffusionPipeline):
                 or a stacked (V, 3, H, W) tensor, file paths or encoded bytes). Any size: each is
                 centre-cropped to the model's aspect ratio and resized to its image size. Without
                 cameras all images must have one size.
-            source_cameras: one camera per image, with the image's size (posed input), or None
-                (unposed input: camera information zeroed, targets in the first source frame).
+            source_cameras: one camera per image, with the image's size (posed input), None
+                (unposed input: camera information zeroed, targets in the first source frame),
+                or ``"estimate"``: cameras estimated by the pipeline's ``camera_estimator`` and
+                used as posed (first source camera at the origin, normalised scale).
         """
         frames = load_images(images)
         self.check_inputs(frames, source_cameras)
+        if wants_estimate(source_cameras):
+            frames, source_cameras = estimate_source_cameras(self.camera_estimator, frames)
         return self._encode(frames, source_cameras)
 
     def _encode(self, frames: list[Tensor], source_cameras: Cameras | Scene | None) -> EncodedScene:
-        size = self.model.image_size
+        size = model_input_size(self.model.config, frames[0].shape[-2:])
         cameras, scale = None, 1.0
         if source_cameras is None:
             sources, _ = crop_resize_views(frames, size)
@@ -148,7 +187,7 @@ class LagerNVSPipeline(DiffusionPipeline):
             source_images=sources,
             source_cameras=cameras,
             scene_scale=scale,
-            prepared=self.model.renderer.prepare_scene(scene_tokens),
+            prepared=self.model.prepare_scene(scene_tokens),
         )
 
     # ------------------------------------------------------------------ render
@@ -168,8 +207,11 @@ class LagerNVSPipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
         strength: float = 1.0,
-        num_samples: int = 1,
+        num_images_per_prompt: int | None = None,
         same_noise: bool = False,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        num_samples: int | None = None,
     ) -> LagerNVSPipelineOutput | tuple[Any, Cameras]:
         """Render ``target_cameras`` from an encoded scene (default output: a (T, 3, H, W) tensor).
 
@@ -181,25 +223,38 @@ class LagerNVSPipeline(DiffusionPipeline):
             mode: ``"deterministic"`` (one forward pass) or ``"sampled"`` (diffusion decoder).
             height, width: rendered size (default the model's image size); multiples of the
                 model's patch size. Target intrinsics are cropped/resized to it.
-            chunk_size: target views rendered per forward pass (bounds memory; None: all).
-            generator: random generator(s) for ``mode="sampled"``.
+            chunk_size: target views (times samples) per forward pass (bounds memory; None: all).
+            generator: for ``mode="sampled"``: one torch generator, or a list of
+                ``num_images_per_prompt`` (one per sample, so that sample i does not depend on
+                how many are drawn).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
             return_dict: return a :class:`LagerNVSPipelineOutput` (else a tuple).
             num_inference_steps: scheduler steps of ``mode="sampled"`` (for strength 1).
-            guidance_scale: classifier-free guidance of ``mode="sampled"`` (1 = none).
+            guidance_scale: classifier-free guidance of ``mode="sampled"`` (1 = none, 0 = the
+                unconditional branch only).
             strength: in (0, 1]; below 1 sampling starts from the deterministic render noised
                 to that level, so it only invents what the deterministic model could not see.
-            num_samples: samples per target view; the output holds each target's samples
-                consecutively (T * num_samples images, the diffusers ``num_images_per_prompt``
-                layout), the encoder having run once for all of them.
+            num_images_per_prompt: samples per target view (default 1); the output holds each
+                target's samples consecutively (T * num_images_per_prompt images), the encoder
+                having run once for all of them.
             same_noise: give every target view the same initial noise (consistent videos).
+            callback_on_step_end: called after each sampling step as ``callback(pipe,
+                step_index, timestep, callback_kwargs)`` (diffusers' convention, also a
+                ``PipelineCallback``); ``callback_kwargs`` holds the tensors named in
+                ``callback_on_step_end_tensor_inputs``, and a returned dict replaces them.
+                ``"latents"``: the current samples (num_images_per_prompt, T, 3, H, W) in [-1, 1].
+            callback_on_step_end_tensor_inputs: see ``callback_on_step_end``.
+            num_samples: the former name of ``num_images_per_prompt``, still accepted.
         """
         options = RenderOptions(
-            mode, height, width, chunk_size, generator, output_type,
-            num_inference_steps, guidance_scale, strength, num_samples, same_noise,
+            mode, height, width, chunk_size, generator, output_type, num_inference_steps,
+            guidance_scale, strength, images_per_prompt(num_images_per_prompt, num_samples),
+            same_noise, callback_on_step_end, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         self.check_inputs(target_cameras=target_cameras, options=options, scene=scene)
-        return self._render(scene, target_cameras, options, return_dict)
+        output = self._render(scene, target_cameras, options, return_dict)
+        self.maybe_free_model_hooks()
+        return output
 
     def _render(
         self,
@@ -210,71 +265,110 @@ class LagerNVSPipeline(DiffusionPipeline):
     ) -> LagerNVSPipelineOutput | tuple[Any, Cameras]:
         size = options.size(self.model.config)
         cameras = as_cameras(target_cameras, "target_cameras").crop_resize(size)
-        c2w = scene.model_frame(cameras)
-        fxfycxcy = cameras.fxfycxcy.float().cpu()
+        device = self._execution_device
+        c2w, fxfycxcy = scene.model_frame(cameras), cameras.fxfycxcy.float().cpu()
+        rays = plucker_rays(c2w.to(device), fxfycxcy.to(device), *size)
         if options.mode == "sampled":
-            images = self._render_sampled(scene, c2w, fxfycxcy, size, options)
+            images = self._render_sampled(scene, rays, options)
         else:
-            images = self._render_deterministic(scene, c2w, fxfycxcy, size, options.chunk_size)
+            images = self._render_deterministic(scene, rays, options.chunk_size)
         output = self._postprocess(images, options.output_type)
         if not return_dict:
             return output, cameras
         return LagerNVSPipelineOutput(images=output, cameras=cameras)
 
     def _render_deterministic(
-        self,
-        scene: EncodedScene,
-        c2w: Tensor,
-        fxfycxcy: Tensor,
-        size: tuple[int, int],
-        chunk_size: int | None,
+        self, scene: EncodedScene, rays: Tensor, chunk_size: int | None
     ) -> Tensor:
-        """(T, 3, H, W) renders of model-frame cameras, ``chunk_size`` views per forward."""
-        device, dtype = self._execution_device, self.model.dtype
-        step = chunk_size or c2w.shape[0]
-        starts = range(0, c2w.shape[0], step)
+        """(T, 3, H, W) renders of ray maps (T, 6, H, W), ``chunk_size`` views per forward."""
+        step = chunk_size or rays.shape[0]
+        starts = range(0, rays.shape[0], step)
         outputs = []
         for start in self.progress_bar(starts) if len(starts) > 1 else starts:
-            stop = start + step
-            rays = plucker_rays(c2w[start:stop].to(device), fxfycxcy[start:stop].to(device), *size)
-            views = self.model.renderer.render_views(scene.prepared, rays[None].to(dtype))[0]
-            outputs.append(views.float())
+            chunk = rays[None, start : start + step].to(self.model.dtype)
+            outputs.append(self.model.render_prepared(scene.prepared, chunk)[0].float())
         return torch.cat(outputs)
 
-    def _render_sampled(
-        self,
-        scene: EncodedScene,
-        c2w: Tensor,
-        fxfycxcy: Tensor,
-        size: tuple[int, int],
-        options: RenderOptions,
-    ) -> Tensor:
-        """(T * num_samples, 3, H, W) samples of the diffusion decoder for model-frame cameras."""
-        from lagernvs.diffusion.sampling import sample_views
+    def _render_sampled(self, scene: EncodedScene, rays: Tensor, options: RenderOptions) -> Tensor:
+        """(T * num_images_per_prompt, 3, H, W) samples of the diffusion decoder.
 
-        device = self._execution_device
-        rays = plucker_rays(c2w.to(device), fxfycxcy.to(device), *size)[None]
+        ``latents`` (S, T, 3, H, W) hold the S = ``num_images_per_prompt`` samples of the T
+        targets in the diffusion range [-1, 1]. The denoiser sees the samples side by side with
+        the targets, (1, S * T, ...) sample-major: targets never attend to each other, so one
+        forward pass per step (per chunk) denoises them all.
+        """
+        device, generator = self._execution_device, options.generator
+        count, strength = options.num_images_per_prompt, options.strength
+        targets, _, height, width = rays.shape
+        shape = (count, targets, 3, height, width)
+
+        # 1. Timesteps: a copy of the scheduler is stepped; strength < 1 keeps the last steps
+        # (diffusers' img2img rule).
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        timesteps = sampling_timesteps(scheduler, options.num_inference_steps, strength, device)
         deterministic = None
-        if options.strength < 1:
-            deterministic = self._render_deterministic(
-                scene, c2w, fxfycxcy, size, options.chunk_size
-            )[None].to(device)
-        samples = sample_views(
-            self.denoiser,
-            self.scheduler,
-            scene.scene_tokens.to(device, self.denoiser.dtype),
-            rays.to(self.denoiser.dtype),
-            num_inference_steps=options.num_inference_steps,
-            guidance_scale=options.guidance_scale,
-            strength=options.strength,
-            generator=options.generator,
-            num_samples=options.num_samples,
-            deterministic_render=deterministic,
-            same_noise=options.same_noise,
-            progress=self.progress_bar,
-            chunk_size=options.chunk_size,
-        )
-        return samples[:, 0].transpose(0, 1).flatten(0, 1).float()
+        if strength < 1:
+            deterministic = self._render_deterministic(scene, rays, options.chunk_size)
+            if len(timesteps) == 0:  # no step left: the deterministic render itself
+                return deterministic.repeat_interleave(count, dim=0)
+
+        # 2. Initial latents: noise (shared by all targets with same_noise), or the
+        # deterministic render noised to the first timestep.
+        noise_shape = (count, 1 if options.same_noise else targets, 3, height, width)
+        noise = randn_tensor(noise_shape, generator=generator, device=device, dtype=torch.float32)
+        noise = noise.expand(shape)
+        if deterministic is None:
+            latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow: none, sigma 1
+        else:
+            start = (deterministic * 2 - 1).expand(shape)
+            latents = scheduler_add_noise(scheduler, start, noise, timesteps[:1].repeat(count))
+
+        # 3. The scene (and the null scene for guidance), prepared once for every step.
+        tokens = scene.scene_tokens.to(device, self.denoiser.dtype)
+        conditional = self.denoiser(tokens, mode="prepare")
+        unconditional = None
+        if options.guidance_scale != 1:
+            unconditional = self.denoiser(tokens, drop_scene=True, mode="prepare")
+        rays = rays.to(self.denoiser.dtype).repeat(count, 1, 1, 1)[None]  # (1, S*T, 6, H, W)
+
+        # 4. Denoising: predict x0 (conditional and unconditional), combine, step.
+        callback, callback_inputs = options.callback_on_step_end, callback_tensor_inputs(options)
+        for step_index, timestep in enumerate(self.progress_bar(timesteps)):
+            model_input = latents
+            if hasattr(scheduler, "scale_model_input"):  # flow schedulers have none
+                model_input = scheduler.scale_model_input(latents, timestep)
+            x0 = self._predict_x0(conditional, model_input, timestep, rays, options.chunk_size)
+            if unconditional is not None:
+                x0_null = self._predict_x0(
+                    unconditional, model_input, timestep, rays, options.chunk_size
+                )
+                x0 = x0_null + options.guidance_scale * (x0 - x0_null)
+            output = x0_to_model_output(scheduler, x0, model_input, timestep)
+            latents = scheduler.step(output, timestep, latents, generator=generator).prev_sample
+            if callback is not None:
+                state = {"latents": latents}
+                kwargs = {name: state[name] for name in callback_inputs}
+                returned = callback(self, step_index, timestep, kwargs) or {}
+                latents = returned.get("latents", latents)
+        return ((latents + 1) / 2).clamp(0.0, 1.0).transpose(0, 1).flatten(0, 1)
+
+    def _predict_x0(
+        self,
+        scene: PreparedScene,
+        latents: Tensor,
+        timestep: Tensor,
+        rays: Tensor,
+        chunk_size: int | None,
+    ) -> Tensor:
+        """The denoiser's clean images (S, T, 3, H, W) of ``latents`` (S, T, 3, H, W), with
+        the samples folded into its target axis, ``chunk_size`` views per call."""
+        noisy = latents.flatten(0, 1)[None].to(self.denoiser.dtype)  # (1, S*T, 3, H, W)
+        size = chunk_size or noisy.shape[1]
+        chunks = [
+            self.denoiser(noisy[:, i : i + size], timestep, rays[:, i : i + size], scene)
+            for i in range(0, noisy.shape[1], size)
+        ]
+        return torch.cat(chunks, dim=1)[0].float().view_as(latents)
 
     @staticmethod
     def _postprocess(
@@ -292,7 +386,7 @@ class LagerNVSPipeline(DiffusionPipeline):
     def __call__(
         self,
         images: Images,
-        source_cameras: Cameras | Scene | None = None,
+        source_cameras: Cameras | Scene | str | None = None,
         *,
         target_cameras: Cameras,
         mode: Mode = "deterministic",
@@ -305,16 +399,24 @@ class LagerNVSPipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
         strength: float = 1.0,
-        num_samples: int = 1,
+        num_images_per_prompt: int | None = None,
         same_noise: bool = False,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        num_samples: int | None = None,
     ) -> LagerNVSPipelineOutput | tuple[Any, Cameras]:
         """Render ``target_cameras`` of the scene shown by ``images``: :meth:`encode` then
         :meth:`render` (see both for the arguments). Returns PIL images by default."""
         options = RenderOptions(
-            mode, height, width, chunk_size, generator, output_type,
-            num_inference_steps, guidance_scale, strength, num_samples, same_noise,
+            mode, height, width, chunk_size, generator, output_type, num_inference_steps,
+            guidance_scale, strength, images_per_prompt(num_images_per_prompt, num_samples),
+            same_noise, callback_on_step_end, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         frames = load_images(images)
         self.check_inputs(frames, source_cameras, target_cameras, options)
+        if wants_estimate(source_cameras):
+            frames, source_cameras = estimate_source_cameras(self.camera_estimator, frames)
         scene = self._encode(frames, source_cameras)
-        return self._render(scene, target_cameras, options, return_dict)
+        output = self._render(scene, target_cameras, options, return_dict)
+        self.maybe_free_model_hooks()
+        return output
