@@ -75,12 +75,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         write_synthetic_dataset(
-            Path(tmp) / "data", args.scenes, "train", seed=0, num_frames=args.frames,
-            height=height, width=width,
+            Path(tmp) / "data",
+            args.scenes,
+            "train",
+            seed=0,
+            num_frames=args.frames,
+            height=height,
+            width=width,
         )
         shards = Path(tmp) / "shards"
-        write_shards("re10k", Path(tmp) / "data", shards, split="train", scenes_per_shard=2,
-                     progress=False)
+        write_shards(
+            "re10k", Path(tmp) / "data", shards, split="train", scenes_per_shard=2, progress=False
+        )
         print(
             f"data: {args.scenes} synthetic scenes x {args.frames} frames of {height}x{width} "
             f"in {time.perf_counter() - start:.1f} s; {args.cond_views}+{args.targets} views per "

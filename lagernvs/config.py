@@ -4,20 +4,33 @@
 the declared type and runs each section's `validate(prefix)`, so an unknown key, a wrong type or
 an impossible value fails before anything expensive starts, with a one-line message naming the
 dotted key. Training, evaluation and benchmark entry points all read their files through here.
+
+The command line those entry points share is here too: :func:`config_parser` (``--config FILE
+--output-dir DIR --set key=value``) and :func:`run_command`, which turns user errors into one
+line on stderr (exit 1) and an interrupt into exit 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
+import sys
+import threading
 import types
 import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from lagernvs.runlock import RunLockedError
+
 __all__ = [
+    "USER_ERRORS",
+    "Terminated",
     "apply_overrides",
     "config_error",
     "config_parser",
@@ -25,6 +38,7 @@ __all__ = [
     "join_key",
     "load_config",
     "require",
+    "run_command",
     "to_dict",
 ]
 
@@ -189,6 +203,73 @@ def config_parser(
         help=f"override a config value, e.g. {set_example} (repeatable)",
     )
     return parser
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RunLockedError)
+"""What a command reports as one line: bad input, files, a busy run folder."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanups run."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM while inside (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _during_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` was raised while handling an interrupt (a cleanup that broke)."""
+    context = error.__context__
+    while context is not None:
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        context = context.__context__
+    return False
+
+
+def run_command(
+    prog: str,
+    action: Callable[[], int | None],
+    errors: tuple[type[BaseException], ...] = USER_ERRORS,
+) -> int:
+    """Run a command's ``action`` and return its exit code.
+
+    ``errors`` become ``PROG: error: <one line>`` on stderr and exit 1; Ctrl-C exits 130 and
+    SIGTERM 143 (after the cleanups an interrupt runs), each said in one line.
+    """
+    try:
+        with _sigterm_raises():
+            result = action()
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(prog, interrupt)
+    except errors as error:
+        if _during_interrupt(error):  # e.g. a pipe that broke under the same Ctrl-C
+            return _interrupted(prog, KeyboardInterrupt())
+        message = " ".join(str(error).split())  # one line, whatever the exception holds
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+def _interrupted(prog: str, interrupt: KeyboardInterrupt) -> int:
+    signum = getattr(interrupt, "signum", signal.SIGINT)
+    print(f"{prog}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    return 128 + int(signum)
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:

@@ -31,9 +31,11 @@ from lagernvs.pipeline.loading import (
     demo_pipeline,
 )
 
-# Sampled demo: procedural scenes (so that depth and visibility are exact; the seeds are not
-# among the training scenes, which are seeded with 32-bit draws), two source views in the middle
-# of a 10-frame walk and targets beyond both of its ends, outside the span of the sources.
+# Sampled demo: scenes of the synthetic "modes" family (exact depth and visibility, and every
+# plausible completion of what the sources do not see is known; the seeds are not among the
+# training scenes, which are seeded with 32-bit draws). The context is the family's designated
+# sources, frames 3 and 6 of a 10-frame path; the targets are its ends, which pan towards
+# surfaces the sources never saw.
 SAMPLED_SEEDS = (101, 202, 303, 404, 505, 606, 707, 808)
 SAMPLED_CONTEXT, SAMPLED_TARGETS = (3, 6), (0, 9)
 SAMPLED_NUM_SAMPLES, SAMPLED_STEPS, SAMPLED_GUIDANCE = 6, 10, 2.0
@@ -178,7 +180,7 @@ def run_demo(
         "per_scene": per_scene,
     }
     if sampled:
-        metrics["sampled"] = run_sampled_demo(pipe, output_dir)
+        metrics["sampled"] = run_sampled_demo(pipe, output_dir, verbose)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     write_json(metrics, output_dir / "metrics.json")
     if verbose:
@@ -186,20 +188,33 @@ def run_demo(
     return metrics
 
 
-def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str, Any]:
-    """Samples of extrapolated cameras next to the deterministic render and the truth.
+def run_sampled_demo(
+    pipe: LagerNVSPipeline, output_dir: str | Path, verbose: bool = False
+) -> dict[str, Any]:
+    """Samples of extrapolated views next to the deterministic render and every true answer.
 
-    On procedural scenes the target pixels that the source views see are known exactly, so the
-    per-pixel spread across samples (:func:`~lagernvs.diffusion.spread_by_visibility`) is
-    reported in seen and unseen pixels, with the PSNR of samples and deterministic render in
-    seen pixels; a good denoiser varies where nothing was seen and agrees with the truth where
-    something was. Writes ``sampled_<seed>.png`` (a row per target: truth, deterministic
-    render, samples) and returns the means over scenes plus the per-scene values.
+    The scenes are of the synthetic "modes" family (:mod:`lagernvs.data.synthetic.modes`):
+    what the two source views do not see carries one of K known alternative textures, and the
+    unseen target pixels are known exactly. Reported per scene, then averaged over scenes:
+
+    * ``spread_seen`` / ``spread_unseen``: per-pixel spread across the samples
+      (:func:`~lagernvs.diffusion.spread_by_visibility`); a good denoiser varies where nothing
+      was seen and agrees with the truth where something was;
+    * ``psnr_seen`` / ``psnr_seen_deterministic``: PSNR in seen pixels of the samples and of the
+      deterministic render;
+    * ``mode_error_sampled`` / ``mode_error_deterministic``: mean distance of unseen pixels to
+      the nearest alternative (:func:`~lagernvs.evaluation.modes.mode_error`), low for samples
+      that commit to one answer, high for the blend a regression renderer predicts;
+    * ``mode_coverage``: fraction of the K alternatives chosen by at least one sample of a
+      target (:func:`~lagernvs.evaluation.modes.mode_coverage`).
+
+    Writes ``sampled_<seed>.png`` (a row per target: the K true alternatives, the deterministic
+    render, the samples) and ``overview_sampled.png`` (the target of each scene that sees the
+    most unseen surface). With ``verbose`` a line per scene reports progress.
     """
-    from torchvision.utils import make_grid
-
-    from lagernvs.data.synthetic import render_synthetic_scene, visibility_mask
+    from lagernvs.data.synthetic import NUM_MODES, render_modes_scene
     from lagernvs.diffusion import spread_by_visibility
+    from lagernvs.evaluation.modes import chosen_alternative, mode_coverage, mode_error
     from lagernvs.quality import psnr
 
     output_dir = Path(output_dir)
@@ -207,9 +222,10 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
     height, width = pipe.model.image_size
     context, targets = list(SAMPLED_CONTEXT), list(SAMPLED_TARGETS)
     k = SAMPLED_NUM_SAMPLES
-    rows = []
-    for seed in SAMPLED_SEEDS:
-        render = render_synthetic_scene(seed, num_frames=10, height=height, width=width)
+    rows, overview = [], []
+    for number, seed in enumerate(SAMPLED_SEEDS, start=1):
+        started = time.perf_counter()
+        render = render_modes_scene(seed, height=height, width=width, sources=context)
         sources = Cameras(render.c2w[context], render.fxfycxcy[context], (height, width))
         cameras = Cameras(render.c2w[targets], render.fxfycxcy[targets], (height, width))
         encoded = pipe.encode(render.images[context], sources)
@@ -223,17 +239,12 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
             guidance_scale=SAMPLED_GUIDANCE,
             generator=torch.Generator().manual_seed(seed),
         ).images.cpu()
-        samples = samples.unflatten(0, (len(targets), k)).transpose(0, 1)  # (K, T, 3, H, W)
-        seen = torch.stack(
-            [
-                visibility_mask(
-                    render.depth[t], render.c2w[t], render.fxfycxcy[t],
-                    render.depth[context], render.c2w[context], render.fxfycxcy[context],
-                )
-                for t in targets
-            ]
-        )
+        samples = samples.unflatten(0, (len(targets), k)).transpose(0, 1)  # (S, T, 3, H, W)
+        # The context is the designated sources, so the unseen pixels are the hidden ones.
+        seen = ~render.hidden[targets]
         truth = render.images[targets]
+        alternatives = render.alternatives[:, targets].transpose(0, 1)  # (T, K, 3, H, W)
+        choices = chosen_alternative(samples, alternatives, ~seen)  # (S, T)
         rows.append(
             {
                 "seed": seed,
@@ -242,21 +253,51 @@ def run_sampled_demo(pipe: LagerNVSPipeline, output_dir: str | Path) -> dict[str
                     psnr(samples, truth.expand_as(samples), seen.expand(k, -1, -1, -1)).mean()
                 ),
                 "psnr_seen_deterministic": float(psnr(deterministic, truth, seen).mean()),
+                "mode_error_sampled": float(mode_error(samples, alternatives, ~seen).nanmean()),
+                "mode_error_deterministic": float(
+                    mode_error(deterministic, alternatives, ~seen).nanmean()
+                ),
+                "mode_coverage": float(mode_coverage(choices, NUM_MODES).nanmean()),
                 "unseen_fraction": float((~seen).float().mean()),
+                "scene_alternative": render.mode,
+                "chosen_alternatives": choices.T.tolist(),  # per target, per sample
             }
         )
-        grid = torch.cat([truth[:, None], deterministic[:, None], samples.transpose(0, 1)], 1)
-        _save_grid(make_grid(grid.flatten(0, 1), nrow=2 + k), output_dir / f"sampled_{seed}.png")
-    summary = _mean([{key: v for key, v in row.items() if key != "seed"} for row in rows])
+        grid = [
+            _sampled_row(alternatives[t], deterministic[t], samples[:, t])
+            for t in range(len(targets))
+        ]
+        _save_grid(torch.cat(grid, dim=1), output_dir / f"sampled_{seed}.png")
+        overview.append(grid[int((~seen).sum(dim=(1, 2)).argmax())])
+        if verbose:
+            print(
+                f"  sampled scene {number}/{len(SAMPLED_SEEDS)} (seed {seed}): "
+                f"{time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+    _save_grid(torch.cat(overview, dim=1), output_dir / "overview_sampled.png")
+    skip = ("seed", "scene_alternative", "chosen_alternatives")
+    summary = _mean([{key: v for key, v in row.items() if key not in skip} for row in rows])
     summary.update(
         num_samples=k,
         num_inference_steps=SAMPLED_STEPS,
         guidance_scale=SAMPLED_GUIDANCE,
+        num_alternatives=NUM_MODES,
         scenes=len(rows),
         views=len(rows) * len(targets),
         per_scene=rows,
     )
     return summary
+
+
+def _sampled_row(alternatives: Tensor, deterministic: Tensor, samples: Tensor) -> Tensor:
+    """(3, h, w) image row: the true alternatives | the deterministic render | the samples,
+    2-pixel white borders, a blank tile between the groups."""
+    from torchvision.utils import make_grid
+
+    blank = torch.ones_like(deterministic)[None]
+    tiles = torch.cat([alternatives, blank, deterministic[None], blank, samples])
+    return make_grid(tiles, nrow=len(tiles), padding=2, pad_value=1.0)
 
 
 def _save_grid(grid: Tensor, path: Path) -> None:
@@ -294,10 +335,18 @@ def _print_summary(metrics: dict[str, Any], output_dir: Path, video: str) -> Non
     if "sampled" in metrics:
         sampled = metrics["sampled"]
         print(
-            f"  sampled ({sampled['num_samples']} samples of {sampled['views']} "
-            f"extrapolated views): spread "
-            f"{sampled['spread_seen']:.3f} in seen vs {sampled['spread_unseen']:.3f} in unseen "
-            f"pixels; PSNR in seen pixels {sampled['psnr_seen']:.2f} dB "
+            f"  sampled ({sampled['num_samples']} samples of {sampled['views']} extrapolated "
+            f"views, {sampled['num_alternatives']} true alternatives of unseen surfaces):"
+        )
+        print(
+            f"    distance of unseen pixels to the nearest alternative: "
+            f"{sampled['mode_error_sampled']:.3f} sampled vs "
+            f"{sampled['mode_error_deterministic']:.3f} deterministic; alternatives covered "
+            f"{sampled['mode_coverage']:.2f}"
+        )
+        print(
+            f"    spread {sampled['spread_seen']:.3f} in seen vs {sampled['spread_unseen']:.3f} "
+            f"in unseen pixels; PSNR in seen pixels {sampled['psnr_seen']:.2f} dB "
             f"(deterministic {sampled['psnr_seen_deterministic']:.2f})"
         )
     print(f"  wrote {output_dir / 'metrics.json'}, comparison grids and {video}")

@@ -1,9 +1,10 @@
-"""Writing results to disk atomically: images, frame folders, mp4 videos and JSON.
+"""Writing results to disk atomically: images, frame folders, mp4 videos, JSON and folders.
 
-Every writer goes through :func:`atomic_path`: the data lands in a hidden temporary sibling and
-is renamed onto its final name only once complete, so an interrupt or an error never leaves a
-half-written file under a final name. :class:`VideoWriter` encodes frames as they arrive (memory
-stays flat however long the video), and :class:`FrameWriter` streams PNG frames to a folder.
+Every writer goes through :func:`atomic_path` (:func:`atomic_folder` for a folder of results):
+the data lands in a hidden temporary sibling and is renamed onto its final name only once
+complete, so an interrupt or an error never leaves a half-written file under a final name.
+:class:`VideoWriter` encodes frames as they arrive (memory stays flat however long the video),
+and :class:`FrameWriter` streams PNG frames to a folder.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +24,7 @@ import numpy as np
 __all__ = [
     "FrameWriter",
     "VideoWriter",
+    "atomic_folder",
     "atomic_path",
     "check_fps",
     "to_uint8",
@@ -47,6 +50,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary sibling folder of ``path``; it replaces ``path`` if the block
+    succeeds (an earlier folder of that name is removed only then) and is removed if it raises.
+
+    For results made of several files (a ``save_pretrained`` folder): readers see the old folder
+    or the complete new one, never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        yield temporary
+        if path.exists():
+            old = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:

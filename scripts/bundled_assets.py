@@ -6,6 +6,12 @@ import json
 from pathlib import Path
 
 MAX_ASSET_BYTES = 25 * 2**20
+MAX_BUNDLE_BYTES = 30 * 10**6  # the demo model and denoiser together
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files under `folder`."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def finish_asset(folder: Path, config_path: Path, what: str) -> int:
@@ -16,7 +22,15 @@ def finish_asset(folder: Path, config_path: Path, what: str) -> int:
     config = json.loads(config_path.read_text())
     config.pop("_name_or_path", None)
     config_path.write_text(json.dumps(config, indent=2))
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    size = folder_bytes(folder)
     if size > MAX_ASSET_BYTES:
         raise RuntimeError(f"{what} is {size / 2**20:.1f} MiB, over the 25 MiB budget")
+    return size
+
+
+def check_bundle(folders: list[Path]) -> int:
+    """Check the bundled assets together against their budget; returns their size in bytes."""
+    size = sum(folder_bytes(folder) for folder in folders)
+    if size > MAX_BUNDLE_BYTES:
+        raise RuntimeError(f"the bundled assets are {size / 1e6:.1f} MB, over the 30 MB budget")
     return size

@@ -38,8 +38,8 @@ CONFIG = REPO / "configs" / "train" / "demo.yaml"
 DEMO_SCENE_SEED = 20260
 NUM_DEMO_SCENES = 4
 NUM_FRAMES = 10
-CONTEXT = [2, 7]
-TARGETS = [3, 4, 5, 6]
+CONTEXT = [3, 6]  # the designated sources of the family
+TARGETS = [2, 4, 5, 7]
 
 
 def write_demo_scenes(training_ids: set[str], size: int) -> list[str]:
@@ -53,6 +53,8 @@ def write_demo_scenes(training_ids: set[str], size: int) -> list[str]:
         num_frames=NUM_FRAMES,
         height=size,
         width=size,
+        family="modes",
+        sources=CONTEXT,
     )
     overlap = sorted(set(ids) & training_ids)
     if overlap:

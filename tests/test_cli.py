@@ -230,8 +230,17 @@ def test_demo_end_to_end_on_a_tiny_model(model_dir, tmp_path, monkeypatch, capsy
             "name its preset",
         ),
         (
-            ["render", "--model", "demo", "--preset", "tiny", "--images", "{img}",
-             "--output-dir", "{tmp}/o"],
+            [
+                "render",
+                "--model",
+                "demo",
+                "--preset",
+                "tiny",
+                "--images",
+                "{img}",
+                "--output-dir",
+                "{tmp}/o",
+            ],
             "a preset only applies to an official checkpoint file",
         ),  # fmt: skip
     ],

@@ -23,6 +23,7 @@ from lagernvs.evaluation.extrapolation import (
     sample_spread,
     samples_by_target,
     target_distances,
+    unseen_crops,
 )
 from lagernvs.evaluation.metrics import LPIPSVGG
 from lagernvs.evaluation.protocol import load_protocol
@@ -43,11 +44,10 @@ class StubDenoiser(ModelMixin, ConfigMixin):
 
 class NoisySampler(LagerNVSPipeline):
     """Test double for the diffusion decoder: sampled mode = deterministic render + seeded noise,
-    returned in the diffusers layout (each target's samples consecutive)."""
+    returned in the diffusers layout (each target's samples consecutive). Build it with
+    :func:`noisy_sampler`; ``calls`` records the sampled calls."""
 
-    def __init__(self, model: LagerNVSModel, denoiser: Any = None, scheduler: Any = None) -> None:
-        super().__init__(model=model, denoiser=denoiser or StubDenoiser(), scheduler=scheduler)
-        self.calls: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]]
 
     def __call__(self, images: Any, source_cameras: Any = None, **kwargs: Any) -> Any:
         if kwargs.get("mode") != "sampled":
@@ -59,6 +59,12 @@ class NoisySampler(LagerNVSPipeline):
         base = output.images.repeat_interleave(count, dim=0)
         noise = 0.1 * torch.randn(base.shape, generator=generator)
         return LagerNVSPipelineOutput(images=(base + noise).clamp(0, 1), cameras=output.cameras)
+
+
+def noisy_sampler(model: LagerNVSModel) -> NoisySampler:
+    pipe = NoisySampler(model=model, denoiser=StubDenoiser())
+    pipe.calls = []
+    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +90,12 @@ def protocol_file(path: Path, model_dir: str, **extrapolation: Any) -> Path:
         "num_grids": 1,
         "extrapolation": {
             "num_samples": 3,
-            "distance_sweep": {"num_scenes": 2, "num_frames": 9, "context": [3, 5],
-                               "max_distance": 3},  # fmt: skip
+            "distance_sweep": {
+                "num_scenes": 2,
+                "num_frames": 9,
+                "context": [3, 5],
+                "max_distance": 3,
+            },  # fmt: skip
             **extrapolation,
         },
     }
@@ -140,7 +150,7 @@ def test_sampled_half_through_the_pipeline_sampled_mode(
     )
     overrides = ["metrics.lpips=true", "metrics.lpips_pretrained=false"]
     protocol = load_protocol(config, overrides)
-    pipe = NoisySampler(model)
+    pipe = noisy_sampler(model)
     summary = run_extrapolation(protocol, tmp_path / "out", pipe=pipe)
     assert summary["sampled"] and summary["num_samples_per_target"] == 3
     assert len(pipe.calls) == 2 and pipe.calls[0] == {"posed": True, "extra": 0.5}
@@ -185,7 +195,7 @@ def test_fid_kid_side_by_side(tmp_path: Path, model: LagerNVSModel) -> None:
     config = protocol_file(tmp_path / "p.yaml", "unused", distance_sweep=None)
     protocol = load_protocol(config, ["metrics.fid=true", "extrapolation.sampler={strength: 1}"])
     summary = run_extrapolation(
-        protocol, tmp_path / "out", pipe=NoisySampler(model), fid_feature=MeanColour()
+        protocol, tmp_path / "out", pipe=noisy_sampler(model), fid_feature=MeanColour()
     )
     scores = summary["fid_kid"]
     assert scores["deterministic"]["num_images"] == scores["sampled"]["num_images"] == 4
@@ -226,3 +236,57 @@ def test_sample_helpers() -> None:
     c2w[1, 0, 3], c2w[2, 0, 3], c2w[3, 0, 3] = 2.0, 1.0, 5.0
     assert camera_offsets(c2w, 2).tolist() == [0.5, 1.5]
     assert camera_offsets(c2w, 1).isnan().all()
+
+
+def test_modes_family_scores_unseen_pixels_against_the_alternatives(
+    tmp_path: Path, model: LagerNVSModel
+) -> None:
+    class MeanColour(torch.nn.Module):
+        num_features = 3
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return images.float().mean(dim=(-2, -1))
+
+    config = protocol_file(tmp_path / "p.yaml", "unused", distance_sweep=None)
+    overrides = [
+        "dataset.synthetic.family=modes",
+        "metrics.fid=true",
+        "extrapolation.sampler={strength: 1}",
+    ]
+    protocol = load_protocol(config, overrides)
+    summary = run_extrapolation(
+        protocol, tmp_path / "out", pipe=noisy_sampler(model), fid_feature=MeanColour()
+    )
+    stored = sorted((tmp_path / "out" / "synthetic" / "test" / "modes").glob("*.npz"))
+    assert len(stored) == 2
+    modes = summary["metrics"]["modes"]
+    assert set(modes) == {
+        "mode_error_deterministic", "mode_error_sampled", "mode_coverage", "spread_seen",
+        "spread_unseen", "psnr_seen", "psnr_seen_deterministic",
+    }  # fmt: skip
+    assert 0 < modes["mode_error_deterministic"] < 1 and 0 < modes["mode_error_sampled"] < 1
+    assert 1 / 3 <= modes["mode_coverage"] <= 1
+    assert modes["psnr_seen_deterministic"] == summary["metrics"]["deterministic"]["seen/psnr"]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "distance to nearest alternative" in table and "alternatives covered" in table
+    scores = summary["fid_kid"]
+    for name in ("deterministic_unseen", "sampled_unseen"):
+        assert 1 <= scores[name]["num_images"] <= 4  # one crop per target at most
+    plain = run_extrapolation(
+        load_protocol(config, overrides[2:]), tmp_path / "plain", pipe=noisy_sampler(model)
+    )
+    assert "modes" not in plain["metrics"]
+
+
+def test_unseen_crops_follow_the_unseen_pixels() -> None:
+    views, truth = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+    unseen = torch.zeros(3, 8, 8, dtype=torch.bool)
+    unseen[0, 4:, 4:] = True  # the bottom-right quarter
+    unseen[1, :2, :2] = True  # too little of any window
+    unseen[2] = True
+    crops, truths = unseen_crops(views, truth, unseen)
+    assert crops.shape == (2, 3, 4, 4)
+    assert torch.equal(crops[0], views[0, :, 4:, 4:])
+    assert torch.equal(truths[0], truth[0, :, 4:, 4:])
+    none, _ = unseen_crops(views, truth, torch.zeros(3, 8, 8, dtype=torch.bool))
+    assert none.shape == (0, 3, 4, 4)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from lagernvs import LagerNVSModel, LagerNVSPipeline, load_pipeline
+from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline, load_pipeline
 from lagernvs.diffusion import DenoisingRenderer
 from lagernvs.pipeline import resolve_device
 
@@ -134,3 +134,70 @@ def test_lower_layers_import_no_upper_layer(package):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# ----------------------------------------------------------------------------- camera estimator
+
+
+def _same_estimator(pipe: LagerNVSPipeline, estimator: torch.nn.Module) -> bool:
+    loaded = pipe.camera_estimator.state_dict()
+    return loaded.keys() == estimator.state_dict().keys() and all(
+        torch.equal(loaded[key], value) for key, value in estimator.state_dict().items()
+    )
+
+
+def test_vggt_weights_attach_an_estimator_that_save_and_load_keep(folders, tmp_path, monkeypatch):
+    from tiny_vggt import save_tiny_vggt
+
+    from lagernvs.models import VGGTCameraEstimator
+
+    estimator = save_tiny_vggt(tmp_path / "vggt.pt", monkeypatch)
+    pipe = load_pipeline(folders["pipeline"], vggt_weights=tmp_path / "vggt.pt")
+    assert isinstance(pipe.camera_estimator, VGGTCameraEstimator) and _same_estimator(
+        pipe, estimator
+    )
+    assert load_pipeline(folders["pipeline"]).camera_estimator is None  # only when asked
+    pipe.save_pretrained(tmp_path / "with_vggt")
+    index = json.loads((tmp_path / "with_vggt" / "model_index.json").read_text())
+    assert index["camera_estimator"] == ["lagernvs.models.camera_estimator", "VGGTCameraEstimator"]
+    reloaded = load_pipeline(tmp_path / "with_vggt", with_denoiser=False)
+    assert _same_estimator(reloaded, estimator) and _same_weights(reloaded, pipe.model)
+    # Saving a pipeline without one keeps the folder loadable as before.
+    load_pipeline(folders["pipeline"]).save_pretrained(tmp_path / "without")
+    assert load_pipeline(tmp_path / "without").camera_estimator is None
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "message"),
+    [
+        ("{root}", IsADirectoryError, "is a folder; give the checkpoint file itself"),
+        ("{root}/missing.pt", FileNotFoundError, "do not exist"),
+    ],
+)
+def test_bad_vggt_weights_are_refused_before_the_model_loads(weights, error, message, folders):
+    with pytest.raises(error, match=message) as info:
+        load_pipeline(folders["root"] / "no-such-model", vggt_weights=weights.format(**folders))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cameras", "message"),
+    [
+        ("estimate", "source_cameras='estimate' needs a camera estimator.*vggt_weights="),
+        ("estimated", "source_cameras must be Cameras, a Scene, None .*or 'estimate'"),
+    ],
+)
+def test_estimate_without_an_estimator_is_one_line(cameras, message, folders):
+    pipe = load_pipeline(folders["pipeline"])
+    images = torch.rand(2, 3, 32, 32)
+    for call in (
+        lambda: pipe.encode(images, cameras),
+        lambda: pipe(
+            images,
+            cameras,
+            target_cameras=Cameras.look_at([0, 0, 0], [0, 0, 1], image_size=(64, 64)),
+        ),
+    ):
+        with pytest.raises(ValueError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)

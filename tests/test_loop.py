@@ -341,7 +341,7 @@ def test_sigterm_saves_and_the_same_command_resumes(tmp_path):
         time.sleep(0.1)
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=60)
-    assert child.returncode == 0, stderr
+    assert child.returncode == 143, stderr  # 128 + SIGTERM: `train && eval` stops here
     stopped_at = int(list_checkpoints(out / "checkpoints")[-1].name.split("-")[1])
     assert 2 <= stopped_at < 12
     assert not (out / "final_rank0.pt").exists()
@@ -397,6 +397,7 @@ def _main() -> None:
         weights = {k: v.detach().cpu() for k, v in trainer.unwrapped_model.state_dict().items()}
         torch.save(weights, args.output_dir / f"final_rank{rank}.pt")
     trainer.close()
+    sys.exit(trainer.state.exit_code)
 
 
 if __name__ == "__main__":

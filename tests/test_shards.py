@@ -169,8 +169,10 @@ def test_corrupt_samples_and_truncated_shards_are_skipped_and_counted(corrupt_sh
     folder, good = corrupt_shards
     errors = DataErrors()
     stream = EvaluationStream(
-        [folder / "a.tar", folder / "b.tar"], _all_views_index(_scene_ids(dataset)),
-        image_size=(16, 16), errors=errors,
+        [folder / "a.tar", folder / "b.tar"],
+        _all_views_index(_scene_ids(dataset)),
+        image_size=(16, 16),
+        errors=errors,
     )
     with pytest.warns(DataWarning) as caught:
         batches = list(stream)
@@ -205,7 +207,10 @@ def test_evaluation_stream_visits_each_scene_once_across_ranks_and_workers(
         seen[rank] = []
         for worker in range(num_workers):
             stream = SceneStream(
-                shard_dir, rank=rank, world_size=world_size, worker=worker,
+                shard_dir,
+                rank=rank,
+                world_size=world_size,
+                worker=worker,
                 num_workers=num_workers,
             )
             seen[rank] += [s.scene.scene_id for s in stream]
@@ -234,8 +239,10 @@ def test_dataloader_workers_split_scenes_and_share_error_counts(corrupt_shards, 
     folder, good = corrupt_shards
     errors = DataErrors()
     stream = EvaluationStream(
-        [folder / "a.tar", folder / "b.tar"], _all_views_index(_scene_ids(dataset)),
-        image_size=(16, 16), errors=errors,
+        [folder / "a.tar", folder / "b.tar"],
+        _all_views_index(_scene_ids(dataset)),
+        image_size=(16, 16),
+        errors=errors,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
@@ -248,8 +255,12 @@ def test_dataloader_workers_split_scenes_and_share_error_counts(corrupt_shards, 
 def _sampler() -> TrainViewSampler:
     return TrainViewSampler(
         ViewSamplerConfig(
-            context_gap=(2, 4), num_targets=2, cond_view_weights={1: 1.0, 2: 1.0, 3: 1.0},
-            long_side=16, aspect_ratio_range=(0.5, 2.0), zero_cameras_prob=0.5,
+            context_gap=(2, 4),
+            num_targets=2,
+            cond_view_weights={1: 1.0, 2: 1.0, 3: 1.0},
+            long_side=16,
+            aspect_ratio_range=(0.5, 2.0),
+            zero_cameras_prob=0.5,
         )
     )
 
@@ -276,7 +287,12 @@ def test_training_batches_share_a_layout_and_vary_between_batches(shard_dir):
 def test_training_stream_is_reproducible_and_differs_by_rank_and_epoch(shard_dir):
     def scene_sequence(rank: int, epoch: int = 0) -> list[str]:
         stream = TrainingStream(
-            shard_dir, _sampler(), batch_size=2, shuffle_buffer=3, seed=5, rank=rank,
+            shard_dir,
+            _sampler(),
+            batch_size=2,
+            shuffle_buffer=3,
+            seed=5,
+            rank=rank,
             world_size=2,
         )
         stream.set_epoch(epoch)

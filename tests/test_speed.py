@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from lagernvs.evaluation.bench import build_parser, fast_options
 from lagernvs.evaluation.bench import main as bench_main
 from lagernvs.evaluation.speed import format_speed_table, measure_ms, run_speed
 from lagernvs.models import ATTENTION_TYPES, LagerNVSModel, get_attention_backend
+from lagernvs.models.fast import FastOptions
 from lagernvs.pipeline import LagerNVSPipeline
 from lagernvs.pipeline.loading import DEMO_MODEL_DIR
 
@@ -35,9 +38,7 @@ def test_every_variant_size_and_view_count_is_timed(tmp_path: Path) -> None:
     assert "| cross_attention | random | fp32 | 24²" in table
 
 
-def test_cli_with_a_saved_model_in_bf16(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_with_a_saved_model_in_bf16(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = LagerNVSModel.from_preset("tiny", image_size=(16, 16), attention_type="cross_attention")
     LagerNVSPipeline(model=model).save_pretrained(tmp_path / "model")
     assert bench_main(["speed", "--model", str(tmp_path / "model"), "--device", "cpu",
@@ -91,3 +92,36 @@ def test_measure_ms_calls_warmup_then_runs() -> None:
     calls: list[int] = []
     median, peak = measure_ms(lambda: calls.append(1), torch.device("cpu"), warmup=2, runs=3)
     assert len(calls) == 5 and median >= 0 and peak is None
+
+
+def test_measure_ms_stops_at_max_seconds() -> None:
+    calls: list[int] = []
+
+    def slow() -> None:
+        calls.append(1)
+        time.sleep(0.02)
+
+    measure_ms(slow, torch.device("cpu"), warmup=1, runs=1000, max_seconds=0.05)
+    assert 2 <= len(calls) <= 6  # one warm-up, then timed calls until 50 ms have passed
+
+
+def test_fast_path_rows_and_cli_flags(tmp_path: Path) -> None:
+    report = run_speed("preset:tiny", "cpu", sizes=[16], views=[2], precisions=["fp32", "bf16"],
+                       attention_types=["cross_attention"], warmup=0, runs=1,
+                       fast=FastOptions(compile="default", compile_backend="eager"))  # fmt: skip
+    paths = [r["path"] for r in report["results"]]
+    assert paths == ["compile:eager:default", "bf16+compile:eager:default"]
+    assert all(r["error"] is None and r["fps"] > 0 for r in report["results"])
+    assert format_speed_table(report).splitlines()[-1].endswith("| bf16+compile:eager:default |")
+
+    def options(*flags: str) -> FastOptions | None:
+        args = build_parser().parse_args(
+            ["speed", "--model", "demo", "--output-dir", "x", "--device", "cpu", *flags]
+        )
+        return fast_options(args)
+
+    assert options() is None
+    assert options("--fast") == FastOptions()  # the CPU default: the plain renderer
+    assert options("--per-target", "--sdpa-kernels", "math", "--compile", "default") == FastOptions(
+        batch_targets=False, sdpa_kernels=("math",), compile="default"
+    )

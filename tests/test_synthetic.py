@@ -68,14 +68,21 @@ def test_depth_points_lie_on_surfaces_seen_from_another_view(render):
 def test_projection_into_another_view_matches_its_rendered_depth_and_colour(render):
     src, dst = 2, 3
     xy, z = project_depth(
-        render.depth[src], render.c2w[src], render.fxfycxcy[src],
-        render.c2w[dst], render.fxfycxcy[dst],
+        render.depth[src],
+        render.c2w[src],
+        render.fxfycxcy[src],
+        render.c2w[dst],
+        render.fxfycxcy[dst],
     )
     col, row = xy[..., 0].floor().long(), xy[..., 1].floor().long()
     inside = (z > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
     seen = visibility_mask(
-        render.depth[src], render.c2w[src], render.fxfycxcy[src],
-        render.depth[dst][None], render.c2w[dst][None], render.fxfycxcy[dst][None],
+        render.depth[src],
+        render.c2w[src],
+        render.fxfycxcy[src],
+        render.depth[dst][None],
+        render.c2w[dst][None],
+        render.fxfycxcy[dst][None],
     )
     keep = inside & seen
     assert float(keep.float().mean()) > 0.3
@@ -92,8 +99,11 @@ def test_a_mirrored_y_axis_would_break_the_geometry(render):
     """Guard against a vacuous projection test: flipping the image rows misplaces the points."""
     src, dst = 2, 3
     xy, z = project_depth(
-        render.depth[src].flip(0), render.c2w[src], render.fxfycxcy[src],
-        render.c2w[dst], render.fxfycxcy[dst],
+        render.depth[src].flip(0),
+        render.c2w[src],
+        render.fxfycxcy[src],
+        render.c2w[dst],
+        render.fxfycxcy[dst],
     )
     col, row = xy[..., 0].floor().long(), xy[..., 1].floor().long()
     inside = (z > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
@@ -105,8 +115,12 @@ def test_a_mirrored_y_axis_would_break_the_geometry(render):
 def test_source_views_see_themselves_entirely(render):
     for view in range(render.depth.shape[0]):
         mask = visibility_mask(
-            render.depth[view], render.c2w[view], render.fxfycxcy[view],
-            render.depth, render.c2w, render.fxfycxcy,
+            render.depth[view],
+            render.c2w[view],
+            render.fxfycxcy[view],
+            render.depth,
+            render.c2w,
+            render.fxfycxcy,
         )
         assert bool(mask.all())
 
@@ -117,8 +131,12 @@ def test_mask_is_empty_for_a_source_looking_the_other_way(render):
     back[:3, 2] *= -1
     depth_back = torch.full((1, H, W), 1.0)
     mask = visibility_mask(
-        render.depth[0], render.c2w[0], render.fxfycxcy[0],
-        depth_back, back[None], render.fxfycxcy[:1],
+        render.depth[0],
+        render.c2w[0],
+        render.fxfycxcy[0],
+        depth_back,
+        back[None],
+        render.fxfycxcy[:1],
     )
     assert not bool(mask.any())
 
@@ -126,13 +144,20 @@ def test_mask_is_empty_for_a_source_looking_the_other_way(render):
 def test_mask_matches_exact_occlusion_by_ray_casting(render):
     target, source = 5, 0
     mask = visibility_mask(
-        render.depth[target], render.c2w[target], render.fxfycxcy[target],
-        render.depth[source][None], render.c2w[source][None], render.fxfycxcy[source][None],
+        render.depth[target],
+        render.c2w[target],
+        render.fxfycxcy[target],
+        render.depth[source][None],
+        render.c2w[source][None],
+        render.fxfycxcy[source][None],
     )
     points = unproject_depth(render.depth[target], render.c2w[target], render.fxfycxcy[target])
     xy, z = project_depth(
-        render.depth[target], render.c2w[target], render.fxfycxcy[target],
-        render.c2w[source], render.fxfycxcy[source],
+        render.depth[target],
+        render.c2w[target],
+        render.fxfycxcy[target],
+        render.c2w[source],
+        render.fxfycxcy[source],
     )
     inside = (z > 0) & (xy[..., 0] >= 0) & (xy[..., 0] < W) & (xy[..., 1] >= 0) & (xy[..., 1] < H)
     origin = render.c2w[source, :3, 3]
@@ -146,8 +171,12 @@ def test_mask_matches_exact_occlusion_by_ray_casting(render):
 def test_visibility_mask_rejects_bad_shapes(render):
     with pytest.raises(ValueError, match="source_depth"):
         visibility_mask(
-            render.depth[0], render.c2w[0], render.fxfycxcy[0],
-            render.depth[0], render.c2w[:1], render.fxfycxcy[:1],
+            render.depth[0],
+            render.c2w[0],
+            render.fxfycxcy[0],
+            render.depth[0],
+            render.c2w[:1],
+            render.fxfycxcy[:1],
         )
 
 
@@ -160,7 +189,13 @@ def test_bad_arguments_are_rejected():
 
 def test_written_dataset_reads_back_with_exact_cameras(tmp_path):
     ids = write_synthetic_dataset(
-        tmp_path, num_scenes=2, split="test", seed=5, num_frames=4, height=H, width=W,
+        tmp_path,
+        num_scenes=2,
+        split="test",
+        seed=5,
+        num_frames=4,
+        height=H,
+        width=W,
         save_depth=True,
     )
     assert list_scenes(tmp_path, "re10k", split="test") == sorted(ids)

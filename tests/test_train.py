@@ -169,13 +169,14 @@ def test_sigterm_then_the_same_command_resumes_and_saves_the_model(tmp_path, sha
         time.sleep(0.2)
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)
-    assert child.returncode == 0, stderr[-3000:]
+    assert child.returncode == 143, stderr[-3000:]  # 128 + SIGTERM: `train && eval` stops
     stopped = list_checkpoints(out / "checkpoints")[-1]
     assert 3 <= int(stopped.name.split("-")[1]) < 30
     assert not (out / "model").exists()
 
     result = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from {stopped.name} (step {stopped.name.split('-')[1]})" in result.stdout
     assert "finished 30 steps" in result.stdout
     state = json.loads((out / "checkpoints/checkpoint-30/trainer_state.json").read_text())
     assert state["step"] == 30
@@ -184,6 +185,40 @@ def test_sigterm_then_the_same_command_resumes_and_saves_the_model(tmp_path, sha
 
     model = LagerNVSModel.from_pretrained(str(out / "model"))
     assert model.image_size == (64, 64)
+
+
+def test_ctrl_c_during_lagernvs_train_saves_exits_130_and_the_rerun_finishes(tmp_path, shards):
+    """SIGINT to `lagernvs train`: a checkpoint, exit 130 (so `train && eval` stops); the same
+    command resumes and finishes; once more, it says the run had finished and trains nothing."""
+    out = tmp_path / "run"
+    command = [str(Path(sys.executable).parent / "lagernvs"), "train", "--config", str(TINY)]
+    command += ["--output-dir", str(out)]
+    for override in _shard_overrides(shards) + [
+        "loop.max_steps=12", "loop.log_every=1", "loop.eval_every=0", "loop.image_every=0",
+        "optim.warmup_steps=1",
+    ]:  # fmt: skip
+        command += ["--set", override]
+    child = subprocess.Popen(command, env=_child_env(), stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(r["step"] >= 2 for r in read_metrics(out / "logs")):
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    stdout, _ = child.communicate(timeout=120)
+    assert child.returncode == 130
+    stopped = list_checkpoints(out / "checkpoints")[-1]
+    assert 2 <= int(stopped.name.split("-")[1]) < 12
+    assert f"stopped at step {stopped.name.split('-')[1]}" in stdout
+    assert not (out / "model").exists() and not list(out.glob(".*partial*"))
+
+    result = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from {stopped.name}" in result.stdout
+    assert "finished 12 steps" in result.stdout and (out / "model" / "config.json").is_file()
+
+    again = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already finished: 12 steps" in again.stdout and "resumed" not in again.stdout
 
 
 def test_two_cpu_processes_split_the_shards_and_agree(tmp_path, shards):

@@ -100,8 +100,11 @@ def synthetic_batch(seeds=(3, 4), num_cond: int = 2) -> dict:
         order = [1, 3, 2, 5]
         samples.append(
             preprocess_views(
-                list(render.images[order]), render.c2w[order], render.fxfycxcy[order],
-                (HW, HW), num_cond_views=num_cond,
+                list(render.images[order]),
+                render.c2w[order],
+                render.fxfycxcy[order],
+                (HW, HW),
+                num_cond_views=num_cond,
             )
         )
     batch = {k: torch.stack([s[k] for s in samples]) for k in ("images", "rays", "cam_tokens")}

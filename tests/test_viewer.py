@@ -132,8 +132,11 @@ def test_conversion_agrees_with_viser_transforms():
         expected = frame.rotation @ sources.c2w[index, :3, :3].numpy()
         np.testing.assert_allclose(transforms.SO3(wxyz[index]).as_matrix(), expected, atol=1e-9)
         viser_wxyz = transforms.SO3.from_matrix(expected).wxyz
-        np.testing.assert_allclose(frame.from_viewer(viser_wxyz, np.zeros(3))[:3, :3],
-                                   sources.c2w[index, :3, :3].numpy(), atol=1e-9)
+        np.testing.assert_allclose(
+            frame.from_viewer(viser_wxyz, np.zeros(3))[:3, :3],
+            sources.c2w[index, :3, :3].numpy(),
+            atol=1e-9,
+        )
 
 
 def test_orbit_pose_looks_along_the_optical_axis():

@@ -180,8 +180,7 @@ def test_sampler_probabilities() -> None:
     always = TrainViewSampler(sampler_preset("re10k", "re10k"))
     rng = make_generator(8)
     assert all(
-        set(v.context) & set(v.target)
-        for v in (always.draw_views(400, 2, rng) for _ in range(200))
+        set(v.context) & set(v.target) for v in (always.draw_views(400, 2, rng) for _ in range(200))
     )
 
 

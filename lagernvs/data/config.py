@@ -7,7 +7,7 @@ Read with :mod:`lagernvs.config`; turned into batch streams by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lagernvs.config import config_error, join_key, require
 from lagernvs.data.views import sampler_preset
@@ -23,22 +23,36 @@ class DatasetConfig:
     dataset: str = "re10k"  # sampler preset (recipe, dataset) of lagernvs.data.views
     weight: float = 1.0  # relative share of batches drawn from this dataset
     sampler: dict[str, Any] = field(default_factory=dict)  # ViewSamplerConfig overrides
+    # Fixed context frames of every sample (e.g. the designated sources of the synthetic
+    # "modes" family), targets uniform over the other frames: see FixedContextSampler.
+    context_frames: list[int] | None = None
 
 
 @dataclass
 class SyntheticDataConfig:
-    """Procedural scenes written as shards into `<output_dir>/synthetic` when shards are absent."""
+    """Procedural scenes written as shards into `<output_dir>/synthetic` when shards are absent.
+
+    `family` "modes" (:mod:`lagernvs.data.synthetic.modes`) gives the frames that the source
+    frames `sources` do not see one of K known alternative textures per scene.
+    """
 
     train_scenes: int = 32
     val_scenes: int = 8
     num_frames: int = 12
     image_size: int = 64
     seed: int = 0
+    family: Literal["default", "modes"] = "default"
+    sources: list[int] = field(default_factory=lambda: [3, 6])
 
     def validate(self, prefix: str) -> None:
         for name in ("train_scenes", "val_scenes", "num_frames", "image_size"):
             value = getattr(self, name)
             require(value >= 1, join_key(prefix, name), f"must be >= 1, got {value}")
+        require(
+            bool(self.sources) and all(0 <= s < self.num_frames for s in self.sources),
+            join_key(prefix, "sources"),
+            f"needs frame indices in [0, {self.num_frames - 1}], got {self.sources}",
+        )
 
 
 @dataclass
@@ -73,6 +87,13 @@ class DataConfig:
                 sampler_preset(self.recipe, dataset.dataset, **sampler_arguments(dataset.sampler))
             except (TypeError, ValueError) as error:
                 raise config_error(f"{key}.sampler", str(error)) from None
+            frames = dataset.context_frames
+            require(
+                frames is None
+                or (bool(frames) and min(frames) >= 0 and len(set(frames)) == len(frames)),
+                f"{key}.context_frames",
+                f"needs distinct frame indices >= 0 (or null), got {frames}",
+            )
         for name in ("val_batches", "num_workers", "shuffle_buffer"):
             value = getattr(self, name)
             require(value >= 0, join_key(prefix, name), f"must be >= 0, got {value}")

@@ -5,12 +5,19 @@ member name of every frame) and ``<key>.<frame index:05d>.<ext>`` holding the fr
 as read from disk (never re-encoded). ``index.json`` next to the shards maps each scene to its
 shard and frame count, so readers can list shards and count scenes without opening them.
 The streaming reader lives in :mod:`lagernvs.data.stream`.
+
+A shard folder is complete when it has its ``index.json``: :func:`write_shards` writes the shards
+into a hidden staging folder, moves them in only once every scene is written, and writes the
+index last (atomically), so an interrupt never leaves a half-written shard under a final name,
+nor a mix of two runs listed by the index.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,7 @@ from tqdm.auto import tqdm
 from lagernvs.data.images import decode_image
 from lagernvs.data.readers import SCENE_FORMATS, list_scenes, load_scene
 from lagernvs.data.scene import Scene
+from lagernvs.io import atomic_path
 
 __all__ = [
     "CAMERAS_MEMBER",
@@ -138,6 +146,7 @@ def write_shards(
     scenes_per_shard: int = 64,
     progress: bool = True,
     scene_ids: list[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the scenes of a dataset as WebDataset shards plus ``index.json``; return its path.
 
@@ -149,6 +158,9 @@ def write_shards(
         scenes_per_shard: scenes per tar file.
         progress: show a tqdm progress bar.
         scene_ids: scenes to write (default: every scene under ``root``).
+        overwrite: replace the shards of an earlier run; without it a folder holding an
+            ``index.json`` is refused (shard files without an index are the leftovers of an
+            interrupted run and are replaced). Other files in the folder are left alone.
 
     Scenes that cannot be read are skipped with a warning and listed under ``skipped`` in the
     index; if none can be read, ValueError.
@@ -157,12 +169,70 @@ def write_shards(
         raise ValueError(f"unknown source {source!r}; use one of {SCENE_FORMATS}")
     if scenes_per_shard < 1:
         raise ValueError(f"scenes_per_shard must be at least 1, got {scenes_per_shard}")
+    out = Path(output_dir)
+    _check_output(out, overwrite)
     ids = list_scenes(root, source, split=split) if scene_ids is None else list(scene_ids)
     if not ids:
         raise ValueError(f"no {source} scenes found under {root} (split {split!r})")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pattern = str(out).replace("%", "%%") + "/" + SHARD_PATTERN
+    staging = _staging_folder(out)
+    try:
+        index = _write_staged(source, root, split, ids, staging, scenes_per_shard, progress)
+        return _commit(staging, out, index)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse a file, an unwritable folder and (unless ``overwrite``) a complete shard set."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output folder {out} is a file; choose a folder")
+    if (out / INDEX_NAME).is_file() and not overwrite:
+        raise FileExistsError(
+            f"output folder {out} already holds shards ({INDEX_NAME}); choose another folder, "
+            "or pass --overwrite (overwrite=True) to replace them"
+        )
+
+
+def _staging_folder(out: Path) -> Path:
+    """A fresh hidden folder in ``out`` for this process (staging folders of dead ones go)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in out.glob(".partial-*"):
+            pid = entry.name.removeprefix(".partial-")
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+        staging = out / f".partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(
+            f"cannot write to output folder {out} ({reason}); choose a folder you can write to"
+        ) from None
+    return staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_staged(
+    source: str,
+    root: str | Path,
+    split: str | None,
+    ids: list[str],
+    staging: Path,
+    scenes_per_shard: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Write every readable scene into shards under ``staging``; return the index."""
+    pattern = str(staging).replace("%", "%%") + "/" + SHARD_PATTERN
     scenes: dict[str, dict[str, Any]] = {}
     shards: dict[str, dict[str, int]] = {}
     skipped: dict[str, str] = {}
@@ -173,20 +243,22 @@ def write_shards(
                 scene = load_scene(root, source, scene_id=scene_id, split=split)
                 sample = scene_to_sample(scene, _unique(sample_key(scene.scene_id), keys))
             except (OSError, ValueError) as error:
-                warnings.warn(f"skipping scene {scene_id!r}: {error}", stacklevel=2)
+                warnings.warn(f"skipping scene {scene_id!r}: {error}", stacklevel=3)
                 skipped[scene_id] = str(error)
                 continue
             sink.write(sample)
             shard = Path(sink.fname).name
             scenes[scene.scene_id] = {
-                "shard": shard, "key": sample["__key__"], "num_frames": scene.num_frames
+                "shard": shard,
+                "key": sample["__key__"],
+                "num_frames": scene.num_frames,
             }
             stats = shards.setdefault(shard, {"num_scenes": 0, "num_frames": 0})
             stats["num_scenes"] += 1
             stats["num_frames"] += scene.num_frames
     if not scenes:
         raise ValueError(f"none of the {len(ids)} {source} scenes under {root} could be read")
-    index = {
+    return {
         "format_version": FORMAT_VERSION,
         "source": source,
         "root": str(root),
@@ -197,8 +269,18 @@ def write_shards(
         "scenes": scenes,
         "skipped": skipped,
     }
+
+
+def _commit(staging: Path, out: Path, index: dict[str, Any]) -> Path:
+    """Replace the shards of ``out`` by the staged ones, then write the index (last)."""
     index_path = out / INDEX_NAME
-    index_path.write_text(json.dumps(index, indent=1))
+    index_path.unlink(missing_ok=True)
+    for old in out.glob("shard-*.tar"):
+        old.unlink()
+    for name in index["shards"]:
+        os.replace(staging / name, out / name)
+    with atomic_path(index_path) as temporary:
+        temporary.write_text(json.dumps(index, indent=1))
     return index_path
 
 

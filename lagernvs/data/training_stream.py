@@ -3,16 +3,20 @@
 * :func:`prepare_synthetic_shards` writes the synthetic shards a config asks for (once);
 * :func:`check_shards` fails at start-up, naming the key, when local shard files are missing;
 * :func:`build_streams` gives the training stream (datasets mixed by weight, resumable) and the
-  fixed validation batches.
+  fixed validation batches; a dataset with ``context_frames`` draws its views with
+  :class:`FixedContextSampler`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 
@@ -21,11 +25,56 @@ from lagernvs.data.config import DataConfig, DatasetConfig, sampler_arguments
 from lagernvs.data.shards import write_shards
 from lagernvs.data.stream import StreamLoader, TrainingStream, resolve_urls
 from lagernvs.data.synthetic import write_synthetic_dataset
-from lagernvs.data.views import TrainViewSampler, sampler_preset
+from lagernvs.data.views import (
+    SceneTooShortError,
+    TrainViewSampler,
+    ViewSamplerConfig,
+    ViewSelection,
+    sampler_preset,
+)
 
-__all__ = ["VAL_SEED_OFFSET", "build_streams", "check_shards", "prepare_synthetic_shards"]
+__all__ = [
+    "VAL_SEED_OFFSET",
+    "FixedContextSampler",
+    "build_streams",
+    "check_shards",
+    "prepare_synthetic_shards",
+]
 
 VAL_SEED_OFFSET = 1_000_003  # validation views never share the training stream's seed
+
+
+class FixedContextSampler(TrainViewSampler):
+    """Training views with the same context frames in every sample.
+
+    For scene families with designated source frames (the synthetic "modes" family): what
+    those sources do not see is what the model must learn to complete. The context is
+    ``context`` (its length is the number of conditioning views); the ``num_targets`` targets
+    are distinct frames uniform over the others (repeated only if too few), and with
+    ``context_as_target_prob`` one of them is replaced by a context frame. The config's
+    ``context_gap``, ``expansion_factor`` and ``cond_view_weights`` do not apply.
+    """
+
+    def __init__(self, config: ViewSamplerConfig, context: Sequence[int]) -> None:
+        super().__init__(replace(config, cond_view_weights={len(context): 1.0}))
+        self.context = tuple(int(c) for c in context)
+
+    def min_frames(self, num_cond_views: int) -> int:
+        return max(self.context) + 2
+
+    def draw_views(
+        self, num_frames: int, num_cond_views: int, rng: np.random.Generator
+    ) -> ViewSelection:
+        if num_frames < self.min_frames(num_cond_views):
+            raise SceneTooShortError(
+                f"scene with {num_frames} frames is too short for context frames {self.context}"
+            )
+        count = self.config.num_targets
+        others = np.array([f for f in range(num_frames) if f not in self.context])
+        targets = np.sort(rng.choice(others, size=count, replace=len(others) < count))
+        if rng.random() < self.config.context_as_target_prob:
+            targets[rng.integers(count)] = self.context[rng.integers(len(self.context))]
+        return ViewSelection(context=self.context, target=tuple(int(t) for t in targets))
 
 
 def _loader_kwargs(seed: int) -> dict[str, Any]:
@@ -43,7 +92,10 @@ def build_streams(
 
     def sampler(dataset: DatasetConfig, **extra: Any) -> TrainViewSampler:
         arguments = {**sampler_arguments(dataset.sampler), **extra}
-        return TrainViewSampler(sampler_preset(data.recipe, dataset.dataset, **arguments))
+        config = sampler_preset(data.recipe, dataset.dataset, **arguments)
+        if dataset.context_frames is not None:
+            return FixedContextSampler(config, dataset.context_frames)
+        return TrainViewSampler(config)
 
     streams = [
         StreamLoader(
@@ -109,6 +161,7 @@ def prepare_synthetic_shards(
     root = output_dir / "synthetic"
     folders = {"train": root / "train-shards", "test": root / "val-shards"}
     if state.is_main_process:
+        _check_settings(root / "settings.json", asdict(synthetic))
         for offset, (split, folder) in enumerate(folders.items()):
             if (folder / "index.json").is_file():  # written last: the shards are complete
                 continue
@@ -122,6 +175,8 @@ def prepare_synthetic_shards(
                 num_frames=synthetic.num_frames,
                 height=synthetic.image_size,
                 width=synthetic.image_size,
+                family=synthetic.family,
+                sources=synthetic.sources,
             )
             scenes_per_shard = max(1, synthetic.train_scenes // 8)
             write_shards("re10k", scenes, folder, split, scenes_per_shard, progress=False)
@@ -133,3 +188,16 @@ def prepare_synthetic_shards(
     ]
     val = data.val_shards if data.val_shards is not None else str(folders["test"])
     return replace(data, train=train, val_shards=val)
+
+
+def _check_settings(stamp: Path, settings: dict[str, Any]) -> None:
+    """Record the synthetic settings next to new shards; refuse shards made with others."""
+    if stamp.is_file():
+        if json.loads(stamp.read_text()) != settings:
+            raise ValueError(
+                f"{stamp.parent} holds synthetic shards generated with other data.synthetic "
+                "settings; delete it or use another output folder"
+            )
+        return
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(settings))

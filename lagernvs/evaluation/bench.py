@@ -6,17 +6,22 @@
     lagernvs bench speed --model preset:general_512 --device cuda --output-dir runs/speed \\
         --sizes 256 512
     lagernvs bench speed --model model.pt --preset re10k_2v_256 --output-dir runs/speed_re10k
+    lagernvs bench speed --model preset:general_512 --device cuda --output-dir runs/fast \
+        --sizes 512 --precisions bf16 --fast [--compile default] [--sdpa-kernels cudnn]
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from lagernvs.config import config_parser
 from lagernvs.models import ATTENTION_TYPES
-from lagernvs.models.attention import BACKENDS
+from lagernvs.models.attention import BACKENDS, SDPA_KERNELS
+from lagernvs.models.fast import FastOptions
+from lagernvs.pipeline import resolve_device
 from lagernvs.pipeline.loading import SPEC_HELP
 
 __all__ = ["build_parser", "main"]
@@ -70,7 +75,36 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--targets", type=int, default=1, help="views rendered per render call")
     speed.add_argument("--warmup", type=int, default=3)
     speed.add_argument("--runs", type=int, default=10)
+    fast = speed.add_argument_group(
+        "fast path", "time the renderer through lagernvs.models.fast (any of these turns it on)"
+    )
+    fast.add_argument(
+        "--fast",
+        action="store_true",
+        help="the device's default fast path (CUDA: CUDA graphs; bf16 weights for bf16)",
+    )
+    fast.add_argument("--no-cuda-graphs", action="store_true", help="without CUDA graphs")
+    fast.add_argument("--compile", default=None, metavar="MODE", help="torch.compile mode")
+    fast.add_argument(
+        "--sdpa-kernels", nargs="+", default=(), choices=sorted(SDPA_KERNELS), help="SDPA kernels"
+    )
+    fast.add_argument("--per-target", action="store_true", help="one render call per target")
     return parser
+
+
+def fast_options(args: argparse.Namespace) -> FastOptions | None:
+    """The fast-path options of the speed arguments (None: time the plain renderer)."""
+    chosen = (args.fast, args.no_cuda_graphs, args.compile, args.sdpa_kernels, args.per_target)
+    if not any(chosen):
+        return None
+    fastest = FastOptions.fastest(resolve_device(args.device))
+    return replace(
+        fastest,
+        cuda_graphs=fastest.cuda_graphs and not args.no_cuda_graphs,
+        compile=args.compile,
+        sdpa_kernels=tuple(args.sdpa_kernels),
+        batch_targets=not args.per_target,
+    )
 
 
 def _extrapolation(args: argparse.Namespace) -> None:
@@ -117,6 +151,7 @@ def _speed(args: argparse.Namespace) -> None:
         progress=progress,
         preset=args.preset,
         backend=args.attention_backend,
+        fast=fast_options(args),
     )
     print(format_speed_table(report))
 

@@ -25,7 +25,7 @@ from lagernvs.data.views import IndexEntry, read_view_index
 from lagernvs.evaluation.protocol import FORMATS, DatasetConfig, expand_path
 from lagernvs.evaluation.synthetic import write_synthetic_split
 
-__all__ = ["IndexedViews", "build_dataset", "sample_ids"]
+__all__ = ["IndexedViews", "build_dataset", "check_dataset_paths", "sample_ids"]
 
 _LISTED = 10  # how many offending scenes an error message names
 
@@ -213,6 +213,24 @@ class IndexedViews(Dataset):
                 )
                 for t in range(count, len(entry.indices))
             ]
+        )
+
+
+def check_dataset_paths(config: DatasetConfig) -> None:
+    """Fail now, naming the key, when the dataset root or index file is missing (synthetic
+    scenes are generated, and checked, later)."""
+    if config.format == "synthetic":
+        return
+    root, index = expand_path(str(config.root)), expand_path(str(config.index))
+    if not root.is_dir():
+        kind = "is a file" if root.exists() else "does not exist"
+        raise FileNotFoundError(
+            f"config key 'dataset.root': {root} {kind}; give the {config.format} dataset folder"
+        )
+    if not index.is_file():
+        kind = "is a folder" if index.exists() else "does not exist"
+        raise FileNotFoundError(
+            f"config key 'dataset.index': {index} {kind}; give the view index file of the split"
         )
 
 

@@ -6,7 +6,9 @@
 
 Every sample is rendered deterministically (one forward pass) and each target scored; the runner
 (:class:`~lagernvs.evaluation.runner.Evaluation`) splits the samples between processes and
-resumes a half-finished run.
+resumes a half-finished run. The paths the protocol names are checked before the model loads,
+and one process at a time works in an output folder (a lock; the processes of one multi-GPU
+launch share it). Arguments are parsed before torch is imported (fast ``--help``).
 """
 
 from __future__ import annotations
@@ -14,20 +16,27 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from lagernvs.config import config_parser
+from lagernvs.config import config_parser, run_command
 from lagernvs.evaluation.protocol import Protocol, load_protocol
-from lagernvs.evaluation.records import Record, grid_name, save_grid, summarize, throughput
-from lagernvs.evaluation.runner import Evaluation
+from lagernvs.runlock import run_lock
+
+if TYPE_CHECKING:
+    import torch
+
+    from lagernvs.evaluation.records import Record
+    from lagernvs.evaluation.runner import Evaluation
 
 __all__ = ["build_parser", "evaluate", "format_metrics", "main", "score_deterministic"]
+
+PROG = "lagernvs eval"
 
 
 def score_deterministic(ev: Evaluation, batch: dict[str, Any], fid: dict[str, Any]) -> list[Record]:
     """Render a batch deterministically and score every target."""
+    from lagernvs.evaluation.records import grid_name, save_grid
+
     pred, seconds = ev.render(batch)
     target = batch["images"][:, batch["num_cond_views"] :]
     scores = ev.scores(pred, target)
@@ -61,16 +70,29 @@ def evaluate(
     ``pipe`` replaces the model the protocol names; the other arguments are those of
     :class:`~lagernvs.evaluation.runner.Evaluation`.
     """
-    ev = Evaluation(protocol, output_dir, pipe, accelerator, fid_feature)
-    fid = ev.new_distribution_metrics(["deterministic"])
-    dataset, records, distribution = ev.score_dataset(
-        lambda batch: score_deterministic(ev, batch, fid), fid, protocol.name
-    )
-    if records is None:
-        return None
-    return ev.finish(
-        dataset, records, summarize(records), **throughput(records, "seconds"), fid_kid=distribution
-    )
+    from lagernvs.evaluation.dataset import check_dataset_paths
+    from lagernvs.evaluation.model import check_model_paths
+    from lagernvs.evaluation.records import summarize, throughput
+    from lagernvs.evaluation.runner import Evaluation
+
+    check_dataset_paths(protocol.dataset)
+    if pipe is None:
+        check_model_paths(protocol.model)
+    with run_lock(output_dir, PROG):
+        ev = Evaluation(protocol, output_dir, pipe, accelerator, fid_feature)
+        fid = ev.new_distribution_metrics(["deterministic"])
+        dataset, records, distribution = ev.score_dataset(
+            lambda batch: score_deterministic(ev, batch, fid), fid, protocol.name
+        )
+        if records is None:
+            return None
+        return ev.finish(
+            dataset,
+            records,
+            summarize(records),
+            **throughput(records, "seconds"),
+            fid_kid=distribution,
+        )
 
 
 def format_metrics(metrics: dict[str, float | None]) -> str:
@@ -81,7 +103,7 @@ def format_metrics(metrics: dict[str, float | None]) -> str:
     )
 
 
-def build_parser(prog: str = "lagernvs eval") -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return config_parser(
         prog,
         "Evaluate a model on a protocol (configs/eval/*.yaml).",
@@ -103,4 +125,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command(PROG, main))

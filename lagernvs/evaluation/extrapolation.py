@@ -13,8 +13,16 @@ LPIPS of the deterministic render, of the samples on average (``sampled_mean``) 
 of the K samples per target and metric (``sampled_best``); the same restricted to seen / unseen
 pixels where visibility masks exist; sample diversity (mean pairwise LPIPS between the K
 samples, and the per-pixel standard deviation across samples, ``spread``); FID/KID when their
-weights exist; time per frame. A synthetic distance sweep adds the same scores binned by how
-many frames a target lies beyond the context span (0 = between the context frames).
+weights exist, on whole views and (with visibility masks) on crops around their unseen pixels
+(:func:`~lagernvs.evaluation.samples.unseen_crops`); time per frame. A synthetic distance sweep
+adds the same scores binned by how many frames a target lies beyond the context span (0 =
+between the context frames).
+
+On scenes of the synthetic ``modes`` family, whose unseen surfaces carry one of K known
+alternatives, the summary's ``modes`` entry reports what ``lagernvs demo --mode sampled`` does:
+the distance of unseen pixels to the nearest alternative for the deterministic render and the
+samples, the fraction of alternatives the samples cover (:mod:`lagernvs.evaluation.modes`),
+and the spread and seen-pixel PSNR of the samples next to the deterministic render.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ from torch import Tensor
 from lagernvs.cameras import Cameras
 from lagernvs.evaluation.dataset import IndexedViews
 from lagernvs.evaluation.metrics import SceneMean
-from lagernvs.evaluation.protocol import ExtrapolationConfig, Protocol
+from lagernvs.evaluation.modes import mode_scores
+from lagernvs.evaluation.protocol import ExtrapolationConfig, Protocol, expand_path
 from lagernvs.evaluation.records import (
     Record,
     grid_name,
@@ -42,7 +51,14 @@ from lagernvs.evaluation.records import (
     write_json,
 )
 from lagernvs.evaluation.runner import Evaluation
-from lagernvs.evaluation.synthetic import write_synthetic_split
+from lagernvs.evaluation.samples import (
+    pairwise_lpips,
+    sample_generator,
+    sample_spread,
+    samples_by_target,
+    unseen_crops,
+)
+from lagernvs.evaluation.synthetic import load_alternatives, modes_folder, write_synthetic_split
 
 __all__ = [
     "ExtrapolationScorer",
@@ -54,53 +70,10 @@ __all__ = [
     "sample_spread",
     "samples_by_target",
     "target_distances",
+    "unseen_crops",
 ]
 
 _LOWER_IS_BETTER = ("lpips",)
-
-
-def sample_generator(seed: int, position: int) -> torch.Generator:
-    """CPU generator of one sample, derived from (seed, sample position): reproducible on any
-    number of processes and across resumed runs."""
-    state = np.random.SeedSequence([seed, position]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def samples_by_target(images: Tensor, num_targets: int, num_samples: int) -> Tensor:
-    """Sampled-mode output -> (T, K, 3, H, W).
-
-    Accepts (T, K, 3, H, W), or (T * K, 3, H, W) with each target's K samples consecutive
-    (the diffusers ``num_images_per_prompt`` layout, targets playing the prompts).
-    """
-    if images.dim() == 5 and images.shape[:2] == (num_targets, num_samples):
-        return images
-    if images.dim() == 4 and images.shape[0] == num_targets * num_samples:
-        return images.unflatten(0, (num_targets, num_samples))
-    raise ValueError(
-        f"sampled mode returned images of shape {tuple(images.shape)}; expected "
-        f"({num_targets} targets x {num_samples} samples, 3, H, W) or "
-        f"({num_targets * num_samples}, 3, H, W)"
-    )
-
-
-def pairwise_lpips(lpips_net: torch.nn.Module, samples: Tensor) -> Tensor:
-    """(T,) mean LPIPS over all pairs of the K samples (T, K, 3, H, W) of each target."""
-    num_samples = samples.shape[1]
-    if num_samples < 2:
-        return samples.new_full((samples.shape[0],), math.nan)
-    first, second = torch.triu_indices(num_samples, num_samples, offset=1, device=samples.device)
-    with torch.inference_mode():
-        return lpips_net(samples[:, first], samples[:, second]).mean(dim=1)
-
-
-def sample_spread(samples: Tensor, mask: Tensor | None = None) -> Tensor:
-    """(T,) per-pixel standard deviation across the K samples, averaged over channels and
-    (masked, (T, H, W)) pixels; NaN where a mask is empty."""
-    spread = samples.float().std(dim=1, correction=0).mean(dim=1)  # (T, H, W)
-    if mask is None:
-        return spread.mean(dim=(-2, -1))
-    weights = mask.to(spread)
-    return (spread * weights).sum(dim=(-2, -1)) / weights.sum(dim=(-2, -1))
 
 
 def target_distances(context: list[int], target: list[int]) -> list[int]:
@@ -132,8 +105,10 @@ class ExtrapolationScorer:
         ev: the evaluation (model, metrics, device).
         config: the protocol's extrapolation settings.
         sampled: run the sampled half.
-        distribution: FID/KID metrics by name (``deterministic``, ``sampled``), may be empty.
+        distribution: FID/KID metrics by name (``deterministic``, ``sampled`` and their
+            ``_unseen`` crops), may be empty.
         grid_dir: folder for image grids of the first ``ev.protocol.num_grids`` samples.
+        modes_dir: folder of the alternatives of ``modes`` scenes (None: no such scenes).
     """
 
     def __init__(
@@ -143,12 +118,14 @@ class ExtrapolationScorer:
         sampled: bool,
         distribution: dict[str, tuple[Any, Any]],
         grid_dir: Path | None,
+        modes_dir: Path | None = None,
     ) -> None:
         self.ev = ev
         self.config = config
         self.sampled = sampled
         self.distribution = distribution
         self.grid_dir = grid_dir
+        self.modes_dir = modes_dir
 
     def __call__(self, batch: dict[str, Any]) -> list[Record]:
         ev, count = self.ev, batch["num_cond_views"]
@@ -173,6 +150,9 @@ class ExtrapolationScorer:
                 record["scores"].update({k: v.tolist() for k, v in sampled_scores.items()})
                 record["sampled_seconds"] = sampled_seconds
                 self._update_distribution("sampled", samples[:, 0][None], target[i][None])
+            if masks is not None:
+                self._update_unseen(pred[i], samples, target[i], ~masks[i].to(pred.device))
+                record["scores"].update(self._mode_scores(batch, i, pred[i], samples, ~masks[i]))
             if self.grid_dir is not None and ev.wants_grid(record["position"]):
                 rows = [batch["images"][i, :count], target[i], pred[i]]
                 if samples is not None:
@@ -245,6 +225,35 @@ class ExtrapolationScorer:
         images = samples_by_target(output.images, len(targets), self.config.num_samples)
         return images.float().to(ev.device), seconds
 
+    def _update_unseen(
+        self, pred: Tensor, samples: Tensor | None, target: Tensor, unseen: Tensor
+    ) -> None:
+        """FID/KID of crops around the unseen pixels of one sample's targets."""
+        views = {"deterministic_unseen": pred}
+        if samples is not None:
+            views["sampled_unseen"] = samples[:, 0]
+        for name, images in views.items():
+            crops, truth = unseen_crops(images, target, unseen)
+            if len(crops):
+                self._update_distribution(name, crops[None], truth[None])
+
+    def _mode_scores(
+        self, batch: dict[str, Any], i: int, pred: Tensor, samples: Tensor | None, unseen: Tensor
+    ) -> dict[str, list[float]]:
+        """Distances to the nearest alternative and coverage (modes scenes only)."""
+        if self.modes_dir is None:
+            return {}
+        alternatives = load_alternatives(self.modes_dir, batch["scene"][i], batch["target"][i])
+        if alternatives is None:
+            return {}
+        scores = mode_scores(
+            pred.cpu(),
+            alternatives,
+            unseen.cpu(),
+            None if samples is None else samples.transpose(0, 1).cpu(),
+        )
+        return {f"modes/{key}": value.tolist() for key, value in scores.items()}
+
     def _update_distribution(self, name: str, pred: Tensor, target: Tensor) -> None:
         if name not in self.distribution:
             return
@@ -260,6 +269,23 @@ def _nested(flat: dict[str, float | None]) -> dict[str, dict[str, float | None]]
         head, _, rest = key.partition("/")
         out.setdefault(head if rest else "other", {})[rest or head] = value
     return out
+
+
+def _with_modes(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Complete the ``modes`` entry (modes scenes) with the spread and seen-pixel PSNR, so that
+    it holds every number of ``lagernvs demo --mode sampled`` (spread here is the population
+    standard deviation across samples)."""
+    if "modes" not in metrics:
+        return metrics
+    diversity, sampled = metrics.get("diversity", {}), metrics.get("sampled_mean", {})
+    extra = {"psnr_seen_deterministic": metrics["deterministic"].get("seen/psnr")}
+    if sampled:
+        extra.update(
+            spread_seen=diversity.get("seen/spread"),
+            spread_unseen=diversity.get("unseen/spread"),
+            psnr_seen=sampled.get("seen/psnr"),
+        )
+    return {**metrics, "modes": {**metrics["modes"], **extra}}
 
 
 def by_distance(records: list[Record]) -> list[dict[str, Any]]:
@@ -319,6 +345,14 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(row("unseen pixel fraction", [cell(unseen)] + [""] * (len(columns) - 1)))
     for name, value in metrics.get("diversity", {}).items():
         lines.append(row(f"diversity {name}", ["", cell(value), ""][: len(columns)]))
+    modes = metrics.get("modes", {})
+    if "mode_error_deterministic" in modes:
+        values = [modes["mode_error_deterministic"], modes.get("mode_error_sampled"), None]
+        cells = [cell(v) if v is not None else "" for v in values][: len(columns)]
+        lines.append(row("unseen: distance to nearest alternative", cells))
+    if "mode_coverage" in modes:
+        coverage = ["", cell(modes["mode_coverage"]), ""][: len(columns)]
+        lines.append(row("alternatives covered by the samples", coverage))
     return "\n".join(lines)
 
 
@@ -361,10 +395,19 @@ def run_extrapolation(
     config = protocol.extrapolation or ExtrapolationConfig()
     ev = Evaluation(protocol, output_dir, pipe, accelerator, fid_feature)
     sampled, sampled_note = _sampled_enabled(ev, config)
-    distribution = ev.new_distribution_metrics(
-        ["deterministic", "sampled"] if sampled else ["deterministic"]
+    names = ["deterministic", "sampled"] if sampled else ["deterministic"]
+    synthetic = protocol.dataset.format == "synthetic"
+    if synthetic:  # visibility masks: FID/KID of crops around unseen pixels too
+        names += [f"{name}_unseen" for name in names]
+    distribution = ev.new_distribution_metrics(names)
+    modes_dir = None
+    if synthetic and protocol.dataset.synthetic and protocol.dataset.synthetic.family == "modes":
+        root = protocol.dataset.root
+        root = expand_path(root) if root else ev.output_dir / "synthetic"
+        modes_dir = modes_folder(root, protocol.dataset.split)
+    scorer = ExtrapolationScorer(
+        ev, config, sampled, distribution, ev.output_dir / "grids", modes_dir
     )
-    scorer = ExtrapolationScorer(ev, config, sampled, distribution, ev.output_dir / "grids")
     dataset, records, distribution_scores = ev.score_dataset(
         scorer, distribution, f"{protocol.name} extrapolation"
     )
@@ -386,7 +429,7 @@ def run_extrapolation(
     summary = ev.finish(
         dataset,
         records,
-        _nested(summarize(records)),
+        _with_modes(_nested(summarize(records))),
         sampled=sampled,
         sampled_note=sampled_note,
         num_samples_per_target=config.num_samples if sampled else None,

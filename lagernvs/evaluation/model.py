@@ -10,7 +10,7 @@ from lagernvs.evaluation.protocol import ModelConfig, expand_path
 from lagernvs.pipeline import LagerNVSPipeline, load_pipeline
 from lagernvs.pipeline.loading import PRESET_PREFIX
 
-__all__ = ["autocast_dtype", "load_model", "model_info"]
+__all__ = ["autocast_dtype", "check_model_paths", "load_model", "model_info"]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -30,6 +30,26 @@ def model_info(pipe: Any, source: str) -> dict[str, Any]:
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "denoiser": getattr(pipe, "denoiser", None) is not None,
     }
+
+
+def check_model_paths(config: ModelConfig) -> None:
+    """Fail now, naming the key, when the file or folder the ``model`` section names is missing
+    (``demo`` and ``preset:NAME`` name no path)."""
+    if config.checkpoint is not None:
+        checkpoint = expand_path(config.checkpoint)
+        if not checkpoint.is_file():
+            kind = "is a folder" if checkpoint.is_dir() else "does not exist"
+            raise FileNotFoundError(
+                f"config key 'model.checkpoint': {checkpoint} {kind}; download the official "
+                "LagerNVS model.pt or point model.checkpoint at it"
+            )
+        return
+    spec = str(config.pretrained)
+    if spec != "demo" and not spec.startswith(PRESET_PREFIX) and not expand_path(spec).exists():
+        raise FileNotFoundError(
+            f"config key 'model.pretrained': {expand_path(spec)} does not exist; give 'demo', a "
+            "pipeline, model or run folder, or 'preset:NAME'"
+        )
 
 
 def load_model(

@@ -38,13 +38,20 @@ _CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "eval"
 
 @dataclass
 class SyntheticConfig:
-    """Procedural scenes generated for a ``synthetic`` dataset, all with the same views."""
+    """Procedural scenes generated for a ``synthetic`` dataset, all with the same views.
+
+    ``family: modes`` (:mod:`lagernvs.data.synthetic.modes`) makes the context frames the
+    scenes' designated sources: every surface they do not see carries one of K known
+    alternative textures, all rendered, and the extrapolation benchmark scores unseen pixels
+    against the nearest one (:mod:`lagernvs.evaluation.modes`).
+    """
 
     num_scenes: int = 4
     num_frames: int = 10
     seed: int = 0
     context: list[int] = field(default_factory=lambda: [2, 7])
     target: list[int] = field(default_factory=lambda: [3, 4, 5, 6])
+    family: Literal["default", "modes"] = "default"
 
     def validate(self, prefix: str) -> None:
         require(self.num_scenes >= 1, f"{prefix}.num_scenes", "must be >= 1")

@@ -2,7 +2,9 @@
 
 Each finished sample is one JSON line in ``DIR/records/rank<k>.jsonl`` (:class:`ResultStore`);
 the main process aggregates every record into the summary: per-target scores averaged per
-sample, then over samples (:class:`~lagernvs.evaluation.metrics.SceneMean`).
+sample, then over samples (:class:`~lagernvs.evaluation.metrics.SceneMean`). Summaries, CSV
+files and grids are written atomically (:func:`lagernvs.io.atomic_path`); a record line cut
+short by an interrupt is never read as a record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor
 
 from lagernvs.evaluation.metrics import SceneMean
+from lagernvs.io import atomic_path
 
 __all__ = [
     "Record",
@@ -44,15 +47,20 @@ class ResultStore:
         self.path = self.folder / f"rank{rank}.jsonl"
 
     def records(self) -> dict[str, Record]:
-        """Every complete record of every process, by sample id."""
+        """Every complete record of every process, by sample id.
+
+        A record is complete when its line ends with a newline (written last) and parses.
+        """
         found: dict[str, Record] = {}
         for path in sorted(self.folder.glob("rank*.jsonl")):
-            for line in path.read_text().splitlines():
+            *lines, _unfinished = path.read_text(errors="replace").split("\n")
+            for line in lines:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                found[record["sample"]] = record
+                if isinstance(record, dict) and "sample" in record:
+                    found[record["sample"]] = record
         return found
 
     def _ends_cleanly(self) -> bool:
@@ -105,7 +113,7 @@ def throughput(records: Sequence[Record], key: str, per_target: int = 1) -> dict
 def write_per_scene_csv(path: Path, records: Sequence[Record]) -> None:
     """One row per sample: ids, validity, timing and each score's mean over the targets."""
     keys = sorted({key for record in records for key in record["scores"]})
-    with path.open("w", newline="") as file:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["sample", "scene", "is_valid", "num_targets", "seconds", *keys])
         for record in records:
@@ -127,7 +135,10 @@ def write_per_scene_csv(path: Path, records: Sequence[Record]) -> None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+    """Write ``data`` as JSON, atomically (NaN refused: use None)."""
+    text = json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
 
 
 def save_grid(path: Path, rows: Sequence[Tensor]) -> None:
@@ -139,8 +150,8 @@ def save_grid(path: Path, rows: Sequence[Tensor]) -> None:
         torch.cat([row.float().cpu(), row.new_zeros(columns - row.shape[0], *row.shape[1:])])
         for row in rows
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(torch.cat(padded).clamp(0, 1), path, nrow=columns, padding=2)
+    with atomic_path(path) as temporary:
+        save_image(torch.cat(padded).clamp(0, 1), temporary, nrow=columns, padding=2)
 
 
 def grid_name(sample_id: str) -> str:

@@ -9,7 +9,8 @@ metrics, storage):
   re-run in the same folder skips the samples found there (resume), after checking that the
   folder was written by the same protocol (``DIR/protocol.json``);
 * the main process then aggregates every record (so on several machines ``DIR`` must be on a
-  shared filesystem): per-target scores are averaged per sample, then over samples.
+  shared filesystem): per-target scores are averaged per sample, then over samples;
+* every file is written atomically, so a half-written one never passes for a result.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lagernvs.evaluation.metrics import LPIPSVGG, build_fid, build_kid, image_me
 from lagernvs.evaluation.model import autocast_dtype, load_model, model_info
 from lagernvs.evaluation.protocol import MetricsConfig, Protocol
 from lagernvs.evaluation.records import Record, ResultStore, write_json, write_per_scene_csv
+from lagernvs.io import atomic_path
 from lagernvs.perceptual import INCEPTION_FID, VGG16_IMAGENET
 
 __all__ = ["Evaluation", "batch_by_layout", "software_versions"]
@@ -201,8 +203,8 @@ class Evaluation:
             if not self.protocol.resume:
                 for name in ("records", "grids", "sweep", "synthetic"):
                     shutil.rmtree(self.output_dir / name, ignore_errors=True)
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(identity, indent=1))
+            with atomic_path(path) as temporary:
+                temporary.write_text(json.dumps(identity, indent=1))
         self.accelerator.wait_for_everyone()
 
     def dataset(self) -> IndexedViews:

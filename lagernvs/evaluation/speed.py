@@ -19,6 +19,8 @@ events. Weights do not change the timings: variants other than the loaded model'
 built with random weights and the same sizes (``weights: random`` in the results). The attention
 kernel is ``backend`` (default: ``LAGERNVS_ATTENTION``, see :mod:`lagernvs.models.attention`).
 ``bf16`` runs under bfloat16 autocast with float32 weights, as the official evaluation does.
+With ``fast`` (a :class:`~lagernvs.models.fast.FastOptions`) the renderer is timed through its
+fast path instead (``bf16`` then also means bf16 weights); ``path`` names it in the results.
 Nothing here asserts a time.
 """
 
@@ -29,13 +31,14 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lagernvs.models import ATTENTION_TYPES, LagerNVSModel, attention_backend, get_attention_backend
+from lagernvs.models.fast import FastOptions, FastRenderer
 from lagernvs.pipeline import load_pipeline, resolve_device
 from lagernvs.pipeline.loading import PRESET_PREFIX
 
@@ -61,6 +64,7 @@ class SpeedResult:
     image_size: int
     num_views: int
     targets: int
+    path: str = "plain"
     encode_ms: float | None = None
     prepare_ms: float | None = None
     render_ms: float | None = None
@@ -108,17 +112,22 @@ def _synchronize(device: torch.device) -> None:
 
 
 def measure_ms(
-    fn: Callable[[], Any], device: torch.device, warmup: int, runs: int
+    fn: Callable[[], Any],
+    device: torch.device,
+    warmup: int,
+    runs: int,
+    max_seconds: float | None = None,
 ) -> tuple[float, float | None]:
     """Median milliseconds of ``fn`` over ``runs`` calls after ``warmup`` calls, and the CUDA
-    peak memory (MB) during the timed calls (None on CPU)."""
+    peak memory (MB) during the timed calls (None on CPU). With ``max_seconds``, the timed calls
+    stop once they have taken that long together (after one call at least)."""
     for _ in range(warmup):
         fn()
     _synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(runs):
+    times: list[float] = []
+    while len(times) < runs and (max_seconds is None or sum(times) < max_seconds * 1e3):
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -135,26 +144,35 @@ def measure_ms(
 
 
 def _measure_case(
-    model: LagerNVSModel, result: SpeedResult, device: torch.device, warmup: int, runs: int
+    model: LagerNVSModel,
+    result: SpeedResult,
+    device: torch.device,
+    warmup: int,
+    runs: int,
+    fast: FastOptions | None = None,
 ) -> None:
-    """Fill ``result`` with the timings of its case."""
+    """Fill ``result`` with the timings of its case (the renderer through ``fast`` if given)."""
     size, views = result.image_size, result.num_views
     generator = torch.Generator(device="cpu").manual_seed(0)
     images = torch.rand(1, views, 3, size, size, generator=generator).to(device)
     tokens = torch.randn(1, views, model.config.camera_token_dim, generator=generator).to(device)
     rays = torch.randn(1, result.targets, 6, size, size, generator=generator).to(device)
     enabled = result.precision == "bf16"
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=enabled):
+    renderer: Any = model.renderer
+    if fast is not None:
+        renderer = FastRenderer(model.renderer, replace(fast, bf16=enabled))
+        result.path = renderer.options.describe()
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=enabled):
         result.encode_ms, result.encode_peak_mb = measure_ms(
             lambda: model.encode(images, tokens), device, warmup, runs
         )
         scene_tokens = model.encode(images, tokens)
         result.prepare_ms, _ = measure_ms(
-            lambda: model.renderer.prepare_scene(scene_tokens), device, warmup, runs
+            lambda: renderer.prepare_scene(scene_tokens), device, warmup, runs
         )
-        prepared = model.renderer.prepare_scene(scene_tokens)
+        prepared = renderer.prepare_scene(scene_tokens)
         result.render_ms, result.render_peak_mb = measure_ms(
-            lambda: model.renderer.render_views(prepared, rays), device, warmup, runs
+            lambda: renderer.render_views(prepared, rays), device, warmup, runs
         )
     result.fps = 1e3 * result.targets / result.render_ms
 
@@ -173,13 +191,15 @@ def run_speed(
     progress: Callable[[SpeedResult], None] | None = None,
     preset: str | None = None,
     backend: str | None = None,
+    fast: FastOptions | None = None,
 ) -> dict[str, Any]:
     """Time every case; write ``speed.json`` and ``speed.md`` to ``output_dir`` when given.
 
     ``sizes`` None: the model's own resolution; ``attention_types`` None: the model's own variant
     (every variant for ``preset:NAME``); ``preset``: of an official checkpoint file ``model_spec``;
-    ``backend``: the attention kernel (None: the current one). A case that runs out of CUDA
-    memory is recorded with ``error`` and the sweep goes on.
+    ``backend``: the attention kernel (None: the current one); ``fast``: time the renderer's
+    fast path with these options (their ``bf16`` follows each precision). A case that runs out
+    of CUDA memory is recorded with ``error`` and the sweep goes on.
     """
     device = resolve_device(device)
     _check_options(sizes, views, attention_types, precisions, targets, warmup, runs)
@@ -201,7 +221,7 @@ def run_speed(
             for precision, size, count in itertools.product(precisions, sizes, views):
                 result = SpeedResult(attention_type, weights, precision, size, count, targets)
                 try:
-                    _measure_case(variant, result, device, warmup, runs)
+                    _measure_case(variant, result, device, warmup, runs, fast)
                 except torch.cuda.OutOfMemoryError:
                     result.error = "CUDA out of memory"
                     torch.cuda.empty_cache()
@@ -263,8 +283,8 @@ def format_speed_table(report: dict[str, Any]) -> str:
         f"{report['warmup']} warm-up ({report['timer']}).",
         "",
         "| attention | weights | precision | size | views | encode ms | prepare ms | "
-        "render ms | FPS | encode peak MB | render peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "render ms | FPS | encode peak MB | render peak MB | render path |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         if r["error"]:
@@ -280,6 +300,6 @@ def format_speed_table(report: dict[str, Any]) -> str:
             ]
         lines.append(
             f"| {r['attention_type']} | {r['weights']} | {r['precision']} | {r['image_size']}² | "
-            f"{r['num_views']} | " + " | ".join(timings) + " |"
+            f"{r['num_views']} | " + " | ".join(timings) + f" | {r.get('path', 'plain')} |"
         )
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """The VGGT camera head: aggregator camera tokens -> 9-number pose encodings, and their cameras.
 
 Parameter names are VGGT's (``camera_head.*`` in a VGGT-1B checkpoint without the prefix), so a
-VGGT state dict loads strictly. The numerical contract is the section "camera_head/" of
-``shared/fixtures/reference/README.md``, checked by ``tests/test_camera_head_parity.py``.
+VGGT state dict loads strictly. It matches the reference VGGT camera head numerically, checked on
+its recorded intermediates by ``tests/test_camera_head_parity.py``.
 
 Pose encoding layout: ``[tx, ty, tz, qx, qy, qz, qw, fov_h, fov_w]``, quaternion scalar-last and
 not normalised, fields of view in radians. VGGT's poses are camera-from-world (world-to-camera).

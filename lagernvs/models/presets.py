@@ -14,7 +14,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # and lagernvs_general_512).
     "re10k_2v_256": {"attention_type": "full_attention", "image_size": (256, 256)},
     "dl3dv_256": {"attention_type": "bidirectional_cross_attention", "image_size": (256, 256)},
-    "general_512": {"attention_type": "bidirectional_cross_attention", "image_size": (512, 512)},
+    # The general model was trained at longest side 512 with aspect ratios 0.5 to 2.
+    "general_512": {
+        "attention_type": "bidirectional_cross_attention",
+        "image_size": (512, 512),
+        "variable_aspect": True,
+        "max_aspect": 2.0,
+    },
     # A few-hundred-thousand-parameter model for tests, demos and CPU training runs.
     "tiny": {
         "attention_type": "bidirectional_cross_attention",

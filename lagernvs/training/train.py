@@ -5,8 +5,12 @@
 
 Writes `<output-dir>/config.yaml` (the resolved config), `checkpoints/checkpoint-<step>/`
 while training (re-running the same command resumes from the latest) and the final model to
-`<output-dir>/model/` with `save_pretrained`. SIGTERM / Ctrl-C save a checkpoint and exit.
-`run_training(config, output_dir)` is the same without argparse (used by `lagernvs train`).
+`<output-dir>/model/` with `save_pretrained` (atomically). SIGTERM / Ctrl-C save a checkpoint
+and exit 143 / 130; re-running a finished run says so and does nothing. One process at a time
+per output folder (a lock; the processes of one multi-GPU launch share it). Every path the
+config names is checked before anything is written, and the model's weights are read before
+synthetic data is generated. `run_training(config, output_dir)` is the same without argparse
+(the command line is :mod:`lagernvs.training.command`).
 
 Scale out (the config's global batch holds on any number of processes):
   8 GPUs:   accelerate launch --multi_gpu --num_processes 8 -m lagernvs.training.train ...
@@ -28,11 +32,20 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lagernvs.config import load_config
+from lagernvs.config import load_config, run_command
 from lagernvs.data.config import DataConfig
+from lagernvs.runlock import run_lock
+from lagernvs.training.command import TRAIN
 from lagernvs.training.config import LoopConfig, ModelConfig, OptimConfig, check_schedule
-from lagernvs.training.entry import TrainingCommand, build_trainer, start_run
+from lagernvs.training.entry import (
+    build_trainer,
+    check_run_inputs,
+    finished_before,
+    prepare_data,
+    start_accelerator,
+)
 from lagernvs.training.losses import LossConfig, RenderLoss
+from lagernvs.training.tracking import notice
 from lagernvs.training.trainer import TrainState
 
 
@@ -57,8 +70,12 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
 
 # ----------------------------------------------------------------------------- model
 def build_model(config: ModelConfig) -> nn.Module:
-    """A LagerNVSModel from a preset, an official `model.pt` or a `save_pretrained` folder."""
+    """A LagerNVSModel from a preset, an official `model.pt` or any folder
+    :func:`~lagernvs.pipeline.load_pipeline` reads (a run, model or pipeline folder; loaded
+    strictly: weights that do not match the config, or are not finite, are refused)."""
     from lagernvs.models import LagerNVSModel, load_vggt_weights
+    from lagernvs.models.checkpoints import preset_name_conflict
+    from lagernvs.pipeline import load_pipeline
 
     if config.checkpoint is not None:
         path = Path(config.checkpoint)
@@ -68,8 +85,10 @@ def build_model(config: ModelConfig) -> nn.Module:
                     "config key 'model.overrides' cannot change a save_pretrained model "
                     f"({path}); remove the overrides"
                 )
-            model = LagerNVSModel.from_pretrained(str(path))
+            model = load_pipeline(path, with_denoiser=False).model
         elif path.is_file():
+            if conflict := preset_name_conflict(path, config.preset):
+                notice(f"note: config key 'model.preset': {conflict}")
             model = LagerNVSModel.from_original_checkpoint(path, config.preset, **config.overrides)
         else:
             raise FileNotFoundError(
@@ -106,34 +125,30 @@ def run_training(config: TrainConfig, output_dir: str | Path) -> TrainState:
     """Train (or resume) into `output_dir`; returns the final TrainState.
 
     When the run reaches `loop.max_steps`, the model is saved to `<output_dir>/model/`; a run
-    stopped by a signal only leaves its checkpoint (re-run to resume).
+    stopped by a signal only leaves its checkpoint (re-run to resume); a run that finished
+    before returns its state at once (`already_finished`).
     """
     output_dir = Path(output_dir)
-    accelerator, data = start_run(config, output_dir)
-    model = build_model(config.model)
-    render_loss = RenderLoss(config.loss).to(accelerator.device)
-    trainer = build_trainer(
-        config, output_dir, accelerator, data, model, NovelViewLoss(render_loss)
-    )
-    state = trainer.train()
-    if not state.stopped:
-        trainer.save_model(output_dir / "model")
-    trainer.close()
-    return state
+    check_run_inputs(config)
+    with run_lock(output_dir, TRAIN.prog):
+        if (done := finished_before(output_dir, "model", config.loop.max_steps)) is not None:
+            return done
+        accelerator = start_accelerator(config, output_dir)
+        model = build_model(config.model)
+        data = prepare_data(config, output_dir, accelerator)
+        render_loss = RenderLoss(config.loss).to(accelerator.device)
+        trainer = build_trainer(
+            config, output_dir, accelerator, data, model, NovelViewLoss(render_loss)
+        )
+        state = trainer.train()
+        if not state.stopped:
+            trainer.save_model(output_dir / "model")
+        trainer.close()
+        return state
 
 
-COMMAND = TrainingCommand(
-    prog="lagernvs train",
-    description="Train the deterministic LagerNVS model.",
-    config_help="training YAML file",
-    set_example="--set optim.lr=1e-4",
-    load=load_train_config,
-    run=run_training,
-    result="model",
-)
-
-main = COMMAND.main  # `lagernvs <command>` calls main(argv)
+main = TRAIN.main  # `main(argv)`: parse, train, return the exit code
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command(TRAIN.prog, main))

@@ -10,13 +10,15 @@ the renderer plus its new parameters) trains, with the shared loop (resume, EMA,
 multi-GPU) and the data streams of the deterministic entry point.
 
 Writes ``<output-dir>/config.yaml``, ``checkpoints/checkpoint-<step>/`` while training (re-run
-the same command to resume) and, at the end, ``<output-dir>/pipeline/``: a
+the same command to resume) and, at the end, ``<output-dir>/pipeline/`` (atomically): a
 ``LagerNVSPipeline.save_pretrained`` folder with the frozen ``model``, the ``denoiser`` (EMA
-weights when EMA is on) and the training noise ``scheduler``.
+weights when EMA is on) and the training noise ``scheduler``. Stops, exit codes, the lock and
+the checks before the run are those of ``lagernvs train`` (:mod:`lagernvs.training.train`).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +28,23 @@ import torch
 from accelerate.logging import get_logger
 from torch import Tensor, nn
 
-from lagernvs.config import join_key, load_config, require
+from lagernvs.config import join_key, load_config, require, run_command
 from lagernvs.data.config import DataConfig
 from lagernvs.diffusion.denoiser import DenoisingRenderer
+from lagernvs.io import atomic_folder
+from lagernvs.runlock import run_lock
+from lagernvs.training.command import TRAIN_DENOISER
 from lagernvs.training.config import LoopConfig, ModelConfig, OptimConfig, check_schedule
 from lagernvs.training.diffusion_loss import DiffusionLoss, ObjectiveConfig
-from lagernvs.training.entry import TrainingCommand, build_trainer, start_run
+from lagernvs.training.entry import (
+    build_trainer,
+    check_run_inputs,
+    finished_before,
+    prepare_data,
+    start_accelerator,
+)
 from lagernvs.training.train import build_model
-from lagernvs.training.trainer import TrainState
+from lagernvs.training.trainer import Trainer, TrainState
 
 logger = get_logger(__name__)
 
@@ -124,49 +135,55 @@ def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -
     """Fine-tune (or resume) into ``output_dir``; returns the final TrainState.
 
     When the run reaches ``loop.max_steps`` the pipeline is saved to ``<output_dir>/pipeline``;
-    a run stopped by a signal only leaves its checkpoint (re-run to resume).
+    a run stopped by a signal only leaves its checkpoint (re-run to resume); a run that finished
+    before returns its state at once (``already_finished``).
     """
+    output_dir = Path(output_dir)
+    check_run_inputs(config)
+    with run_lock(output_dir, TRAIN_DENOISER.prog):
+        if (done := finished_before(output_dir, "pipeline", config.loop.max_steps)) is not None:
+            return done
+        accelerator = start_accelerator(config, output_dir)
+        model = build_frozen_model(config.model).to(accelerator.device)
+        data = prepare_data(config, output_dir, accelerator)
+        denoiser = DenoisingRenderer.from_renderer(
+            model,
+            timestep_channels=config.denoiser.timestep_channels,
+            objective=config.objective.prediction_type,
+        )
+        objective = DiffusionLoss(config.objective).to(accelerator.device)
+        compute_loss = DenoiserBatchLoss(model, objective)
+        trainer = build_trainer(config, output_dir, accelerator, data, denoiser, compute_loss)
+        state = trainer.train()
+        if not state.stopped:
+            _save_pipeline(trainer, model, objective, output_dir)
+        trainer.close()
+        return state
+
+
+def _save_pipeline(
+    trainer: Trainer, model: nn.Module, objective: DiffusionLoss, output_dir: Path
+) -> None:
+    """Write ``<output_dir>/pipeline`` atomically: the trained denoiser (exported first, by every
+    process), the frozen model and the noise scheduler."""
     from lagernvs.pipeline import LagerNVSPipeline
 
-    output_dir = Path(output_dir)
-    accelerator, data = start_run(config, output_dir)
-    model = build_frozen_model(config.model).to(accelerator.device)
-    denoiser = DenoisingRenderer.from_renderer(
-        model,
-        timestep_channels=config.denoiser.timestep_channels,
-        objective=config.objective.prediction_type,
-    )
-    objective = DiffusionLoss(config.objective).to(accelerator.device)
-    compute_loss = DenoiserBatchLoss(model, objective)
-    trainer = build_trainer(config, output_dir, accelerator, data, denoiser, compute_loss)
-    state = trainer.train()
-    if not state.stopped:
-        final = output_dir / "pipeline"
-        trainer.save_model(final / "denoiser")
-        if accelerator.is_main_process:
-            pipeline = LagerNVSPipeline(
-                model=model.cpu(),
-                denoiser=DenoisingRenderer.from_pretrained(str(final / "denoiser")),
-                scheduler=objective.scheduler,
-            )
-            pipeline.save_pretrained(str(final))
-        accelerator.wait_for_everyone()
-    trainer.close()
-    return state
+    export = output_dir / ".denoiser-export"
+    trainer.save_model(export)
+    if trainer.accelerator.is_main_process:
+        pipeline = LagerNVSPipeline(
+            model=model.cpu(),
+            denoiser=DenoisingRenderer.from_pretrained(str(export)),
+            scheduler=objective.scheduler,
+        )
+        with atomic_folder(output_dir / "pipeline") as folder:
+            pipeline.save_pretrained(str(folder))
+        shutil.rmtree(export)
+    trainer.accelerator.wait_for_everyone()
 
 
-COMMAND = TrainingCommand(
-    prog="lagernvs train-denoiser",
-    description="Fine-tune the renderer of a trained model into the diffusion decoder.",
-    config_help="denoiser training YAML",
-    set_example="--set objective.prediction_type=flow",
-    load=load_denoiser_config,
-    run=run_denoiser_training,
-    result="pipeline",
-)
-
-main = COMMAND.main  # `lagernvs <command>` calls main(argv)
+main = TRAIN_DENOISER.main  # `main(argv)`: parse, train, return the exit code
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command(TRAIN_DENOISER.prog, main))

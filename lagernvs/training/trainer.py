@@ -30,7 +30,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lagernvs.data.batch_streams import BatchStream
+from lagernvs.io import atomic_folder
 from lagernvs.training.accelerator import build_accelerator
 from lagernvs.training.checkpoints import (
     list_checkpoints,
@@ -52,7 +53,7 @@ from lagernvs.training.config import LoopConfig, OptimConfig
 from lagernvs.training.optim import build_ema, build_optimizer, build_scheduler, ema_weights
 from lagernvs.training.outputs import LossFn, check_outputs, count_images, psnr_sum, scalars
 from lagernvs.training.signals import StopRequest
-from lagernvs.training.tracking import flat_hparams, log_image_grid
+from lagernvs.training.tracking import flat_hparams, log_image_grid, notice
 from lagernvs.training.update import GuardedUpdate
 from lagernvs.training.validation import evaluate_batches
 
@@ -63,16 +64,29 @@ logger = get_logger(__name__)
 
 @dataclass
 class TrainState:
-    """Counters saved with every checkpoint."""
+    """Counters saved with every checkpoint, and how the last `train()` ended."""
 
     step: int = 0
     skipped_steps: int = 0
     stopped: bool = False  # the last `train()` ended early on a stop request
+    stop_signal: int | None = None  # the signal that asked to stop (None: code, or no stop)
+    already_finished: bool = False  # nothing to do: the run had finished before
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the signal that stopped the run (130 Ctrl-C, 143 SIGTERM)."""
+        return 128 + self.stop_signal if self.stopped and self.stop_signal else 0
 
     def summary(self, saved_to: Path) -> str:
         """One line for the end of a run: resume hint when stopped, else where the result is."""
         if self.stopped:
             return f"stopped at step {self.step}; run the same command again to resume"
+        if self.already_finished:
+            return (
+                f"already finished: {self.step} steps ({self.skipped_steps} skipped) were "
+                f"trained before and saved to {saved_to}; nothing to do (raise loop.max_steps "
+                "to train on, or use another --output-dir)"
+            )
         return f"finished {self.step} steps ({self.skipped_steps} skipped); saved to {saved_to}"
 
 
@@ -177,7 +191,8 @@ class Trainer:
         self.resume()
         if not acc.trackers:
             acc.init_trackers("train", config=flat_hparams(self.hparams))
-        self.state.stopped = self.stop.requested = False
+        self.state.stopped = False
+        self.stop.reset()
         progress = tqdm(
             total=self.loop_config.max_steps,
             initial=self.state.step,
@@ -190,6 +205,7 @@ class Trainer:
                 self._run(progress)
         finally:
             progress.close()
+        self.state.stop_signal = self.stop.signal if self.state.stopped else None
         self._count_skips()
         return self.state
 
@@ -331,7 +347,12 @@ class Trainer:
         if acc.is_main_process:
             if self.ema is not None:
                 torch.save(self.ema.state_dict(), folder / "ema.pt")
-            state = {**asdict(self.state), "world_size": acc.num_processes}
+            state = {
+                "step": self.state.step,
+                "skipped_steps": self.state.skipped_steps,
+                "stopped": self.state.stopped,
+                "world_size": acc.num_processes,
+            }
             (folder / "trainer_state.json").write_text(json.dumps(state, indent=1))
 
     def resume(self) -> Path | None:
@@ -362,15 +383,17 @@ class Trainer:
                 )
             self.ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=True))
             self.ema.to(acc.device)
-        logger.info(f"resumed from {latest} at step {self.state.step}", main_process_only=True)
+        notice(f"resumed from {latest.name} (step {self.state.step})")
         return latest
 
     # ---------------------------------------------------------------- export
     def save_model(self, path: str | Path) -> None:
         """`save_pretrained` of the trained model (EMA weights when EMA is on), main process.
 
-        Under FSDP the full state dict is gathered and saved through a fresh copy of the model
-        built from its config (FSDP keeps only shards in the wrapped module).
+        The folder is written atomically (:func:`lagernvs.io.atomic_folder`): `path` holds the
+        previous model or the complete new one. Under FSDP the full state dict is gathered and
+        saved through a fresh copy of the model built from its config (FSDP keeps only shards in
+        the wrapped module).
         """
         model = self.unwrapped_model
         if not hasattr(model, "save_pretrained"):
@@ -380,12 +403,14 @@ class Trainer:
             if self.accelerator.is_main_process:
                 full = type(model).from_config(model.config)
                 full.load_state_dict(state)
-                full.save_pretrained(str(path))
+                with atomic_folder(path) as folder:
+                    full.save_pretrained(str(folder))
             self.accelerator.wait_for_everyone()
             return
         with ema_weights(self.ema, model):
             if self.accelerator.is_main_process:
-                model.save_pretrained(str(path))
+                with atomic_folder(path) as folder:
+                    model.save_pretrained(str(folder))
         self.accelerator.wait_for_everyone()
 
     def close(self) -> None:

@@ -208,9 +208,7 @@ class ClientView:
         clear.on_click(self._guarded(lambda _: self.session.clear_keyframes()))
         play.on_click(self._guarded(lambda _: queued(self.session.play_path(options()))))
         export.on_click(
-            self._guarded(
-                lambda _: self.notify("Exported", self.session.export_path(options()))
-            )
+            self._guarded(lambda _: self.notify("Exported", self.session.export_path(options())))
         )
         video.on_click(self._guarded(lambda _: queued(self.session.render_video(options()))))
 

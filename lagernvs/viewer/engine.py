@@ -35,9 +35,7 @@ class SceneEngine:
         self._sample_lock = threading.Lock()
 
     @classmethod
-    def encode(
-        cls, pipe: Any, images: Any, cameras: Cameras | None, label: str
-    ) -> SceneEngine:
+    def encode(cls, pipe: Any, images: Any, cameras: Cameras | None, label: str) -> SceneEngine:
         """Encode the source views once (``cameras`` None: unposed input)."""
         return cls(pipe, pipe.encode(images, cameras), label)
 

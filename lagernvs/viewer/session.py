@@ -103,7 +103,7 @@ def _clip(value: float, low: float, high: float) -> float:
 
 @dataclass(frozen=True)
 class SampleOptions:
-    """"Sample this view": number of samples, denoising steps, guidance scale, seed."""
+    """ "Sample this view": number of samples, denoising steps, guidance scale, seed."""
 
     count: int = 4
     steps: int = 10

@@ -17,16 +17,18 @@ Rank and world size come from ``torch.distributed`` when initialised and the wor
 simulate ranks and workers in one process). A corrupt sample (unreadable cameras, missing or
 undecodable frames) is skipped with a :class:`DataWarning` and counted in :class:`DataErrors`
 (`errors.py`); a shard that cannot be opened or read to its end is reported by URL and counted;
-neither stops the stream. URLs: a shard folder (its ``index.json`` lists the shards), brace
-patterns (``shard-{000000..000009}.tar``), lists, and ``pipe:``, ``gs://``, ``http(s)://`` URLs
-handled by webdataset's ``gopen``; ``s3://`` becomes webdataset's ``pipe:aws s3 cp URL -`` idiom.
+neither stops the stream, until nothing can be read for long (:class:`StreamFailure`, one line;
+:func:`check_readable` finds shard lists of which nothing opens before a run starts).
+URLs: a shard folder (its ``index.json`` lists the shards), brace patterns
+(``shard-{000000..000009}.tar``), lists, and ``pipe:``, ``gs://``, ``http(s)://`` URLs handled
+by webdataset's ``gopen``; ``s3://`` becomes webdataset's ``pipe:aws s3 cp URL -`` idiom.
 """
 
 from lagernvs.data.stream.batches import EvaluationStream, TrainingStream, collate_samples
-from lagernvs.data.stream.errors import DataErrors, DataWarning
+from lagernvs.data.stream.errors import DataErrors, DataWarning, StreamFailure
 from lagernvs.data.stream.loader import StreamLoader
 from lagernvs.data.stream.position import StreamPosition, stream_position
-from lagernvs.data.stream.scenes import SceneStream, resolve_urls
+from lagernvs.data.stream.scenes import SceneStream, check_readable, resolve_urls
 
 __all__ = [
     "DataErrors",
@@ -34,8 +36,10 @@ __all__ = [
     "EvaluationStream",
     "SceneStream",
     "StreamLoader",
+    "StreamFailure",
     "StreamPosition",
     "TrainingStream",
+    "check_readable",
     "collate_samples",
     "resolve_urls",
     "stream_position",

@@ -22,6 +22,7 @@ import torch
 from lagernvs.data.preprocess import MAX_SCENE_SCALE_RATIO, preprocess_views, reference_c2w
 from lagernvs.data.scene import Scene
 from lagernvs.data.shards import ShardRecord
+from lagernvs.data.stream.errors import StreamFailure
 from lagernvs.data.stream.position import child_generators
 from lagernvs.data.stream.scenes import MAX_CONSECUTIVE_FAILURES, SceneStream
 from lagernvs.data.views import (
@@ -120,7 +121,7 @@ class TrainingStream(SceneStream):
         passed = 0
         for record in records:
             if passed >= MAX_CONSECUTIVE_FAILURES:
-                raise RuntimeError(
+                raise StreamFailure(
                     f"{passed} scenes in a row gave no training sample (last {_where(record)}"
                     "): too short for the sampler's context gap, degenerate cameras or corrupt; "
                     "check the sampler configuration and the data"

@@ -1,4 +1,5 @@
-"""Accounting of unreadable data: a stream skips corrupt samples and shards, warns, counts them.
+"""Accounting of unreadable data: a stream skips corrupt samples and shards, warns, counts them,
+and gives up (:class:`StreamFailure`) only when nothing can be read.
 
 The counters live in shared memory so that DataLoader worker processes add to the same totals
 that the training process reads.
@@ -12,6 +13,18 @@ import warnings
 
 class DataWarning(UserWarning):
     """A sample or shard was skipped; the stream goes on."""
+
+
+class StreamFailure(ValueError):
+    """The stream cannot go on: nothing could be read for a long time, or no shard at all.
+
+    One line even when raised in a DataLoader worker: the loader re-raises a worker's error with
+    the worker's traceback in its message, of which only the last line (ours) is kept.
+    """
+
+    def __init__(self, message: str) -> None:
+        last = message.strip().splitlines()[-1] if message.strip() else message
+        super().__init__(last.removeprefix(f"{type(self).__module__}.{type(self).__qualname__}: "))
 
 
 class DataErrors:

@@ -10,6 +10,7 @@ that cannot be parsed; neither stops the stream.
 from __future__ import annotations
 
 import random
+import tarfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -20,7 +21,7 @@ import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from lagernvs.data.shards import parse_sample, read_index
-from lagernvs.data.stream.errors import DataErrors
+from lagernvs.data.stream.errors import DataErrors, StreamFailure
 from lagernvs.data.stream.position import StreamPosition, child_generators, stream_position
 
 MAX_CONSECUTIVE_FAILURES = 1000  # an endless stream gives up when nothing can be read
@@ -39,6 +40,28 @@ def resolve_urls(urls: str | Path | Iterable[str | Path]) -> list[str]:
     if not expanded:
         raise ValueError("no shard URLs given; pass a shard folder, a pattern or a list of URLs")
     return [_s3_to_pipe(url) for url in expanded]
+
+
+def check_readable(urls: str | Path | Iterable[str | Path], what: str) -> None:
+    """Raise :class:`StreamFailure` when none of the local shards of ``urls`` opens as a tar.
+
+    Stops at the first readable shard (one header read); remote URLs are not checked. ``what``
+    names the shards in the message (e.g. a config key).
+    """
+    local = [u for u in resolve_urls(urls) if "://" not in u and not u.startswith("pipe:")]
+    first_error = ""
+    for url in local:
+        try:
+            with tarfile.open(url) as tar:
+                tar.next()
+            return
+        except (OSError, tarfile.TarError) as error:
+            first_error = first_error or f"{url}: {error}"
+    if local:
+        raise StreamFailure(
+            f"none of the {len(local)} shards of {what} can be read (first: {first_error}); "
+            "rewrite them with `lagernvs shards` or fix the path"
+        )
 
 
 def _s3_to_pipe(url: str) -> str:
@@ -148,7 +171,7 @@ class SceneStream(wds.DataPipeline):
     def _check_failures(self, url: str, failures: int) -> None:
         """Stop an endless stream that has not read any shard for a long time."""
         if self.resampled and failures >= max(MAX_CONSECUTIVE_FAILURES, 10 * len(self.urls)):
-            raise RuntimeError(
+            raise StreamFailure(
                 f"{failures} shards in a row could not be read (next {url}); check the shard "
                 "URLs, the network and credentials"
             )

@@ -5,17 +5,31 @@ visibility are known exactly. A world is drawn from a seed (room, objects, proce
 a camera trajectory like the Re10k ones: forward walks and arcs; `world.py`), rendered by a small
 vectorised ray caster with view-independent Lambertian shading (`raycast.py`, `render.py`), its
 depth reprojected into other views (`visibility.py`), and written in the Re10k LVSM layout read
-by `lagernvs.data.load_scene` (`dataset.py`).
+by `lagernvs.data.load_scene` (`dataset.py`). The "modes" family (`modes.py`) gives what a
+scene's designated source views do not see one of K known alternative textures, rendering all of
+them, so that samples of unseen content can be scored against every plausible answer.
 
 Conventions: OpenCV cameras (x right, y down, z forward), camera-to-world `c2w` (float64),
 `fxfycxcy` in pixels with pixel (row i, column j) sampled at its centre (j + 0.5, i + 0.5) as in
 `lagernvs.cameras.plucker_rays`; world z is up. Depth is z-depth (along the optical axis).
 """
 
-from lagernvs.data.synthetic.dataset import write_synthetic_dataset
-from lagernvs.data.synthetic.raycast import RayHits, cast_rays
+from lagernvs.data.synthetic.dataset import FAMILIES, write_synthetic_dataset
+from lagernvs.data.synthetic.modes import (
+    MODE_COLORS,
+    MODE_FRAMES,
+    MODE_SOURCES,
+    NUM_MODES,
+    ModesRender,
+    alternative_texture,
+    hidden_mask,
+    render_modes_scene,
+)
+from lagernvs.data.synthetic.raycast import RayHits, cast_rays, shading
 from lagernvs.data.synthetic.render import (
     SyntheticRender,
+    cast_world_views,
+    draw_cameras,
     render_synthetic_scene,
     render_world_views,
 )
@@ -31,19 +45,31 @@ from lagernvs.data.synthetic.world import (
 )
 
 __all__ = [
+    "FAMILIES",
+    "MODE_COLORS",
+    "MODE_FRAMES",
+    "MODE_SOURCES",
+    "NUM_MODES",
     "PATTERNS",
     "ROOM_HI",
     "ROOM_LO",
     "TRAJECTORIES",
+    "ModesRender",
     "RayHits",
     "SyntheticRender",
     "SyntheticWorld",
+    "alternative_texture",
     "cast_rays",
+    "cast_world_views",
+    "draw_cameras",
+    "hidden_mask",
     "look_at",
     "make_world",
     "project_depth",
+    "render_modes_scene",
     "render_synthetic_scene",
     "render_world_views",
+    "shading",
     "unproject_depth",
     "visibility_mask",
     "write_synthetic_dataset",

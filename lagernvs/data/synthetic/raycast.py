@@ -145,10 +145,17 @@ def _texture(world: SyntheticWorld, material: Tensor, u: Tensor, v: Tensor) -> T
     return color_a + (world.colors_b[material] - color_a) * value[:, None]
 
 
+def shading(world: SyntheticWorld, normals: Tensor) -> Tensor:
+    """Lambertian factor (..., 1) of surfaces with unit `normals` (..., 3): ambient 0.35,
+    diffuse 0.65 from the world's fixed light (view independent)."""
+    light = (normals @ world.light_dir.to(normals)).clamp_min(0.0)
+    return 0.35 + 0.65 * light[..., None]
+
+
 def cast_rays(world: SyntheticWorld, origins: Tensor, dirs: Tensor) -> RayHits:
     """First hit of rays (..., 3) with unit directions `dirs` from `origins` inside the room.
 
-    Shading is Lambertian with a fixed light (view independent), ambient 0.35, diffuse 0.65.
+    Colours are the surfaces' textures times :func:`shading`.
     """
     shape = dirs.shape[:-1]
     origins = origins.to(torch.float64).expand_as(dirs).reshape(-1, 3)
@@ -164,8 +171,7 @@ def cast_rays(world: SyntheticWorld, origins: Tensor, dirs: Tensor) -> RayHits:
     t, obj = distances.min(dim=0)
     points = origins + t[:, None] * dirs
     normals, u, v, material = _surfaces(world, points, obj)
-    light = (normals @ world.light_dir).clamp_min(0.0)
-    colors = (_texture(world, material, u, v) * (0.35 + 0.65 * light[:, None])).clamp(0.0, 1.0)
+    colors = (_texture(world, material, u, v) * shading(world, normals)).clamp(0.0, 1.0)
     return RayHits(
         distance=t.reshape(shape),
         points=points.reshape(*shape, 3),

@@ -68,8 +68,11 @@ def visibility_mask(
         )
     num_sources, src_h, src_w = source_depth.shape
     xy, z = project_depth(
-        depth.expand(num_sources, -1, -1), c2w.expand(num_sources, 4, 4),
-        fxfycxcy.expand(num_sources, 4), source_c2w, source_fxfycxcy,
+        depth.expand(num_sources, -1, -1),
+        c2w.expand(num_sources, 4, 4),
+        fxfycxcy.expand(num_sources, 4),
+        source_c2w,
+        source_fxfycxcy,
     )
     x, y = xy[..., 0], xy[..., 1]
     inside = (z > _EPS) & (x >= 0) & (x < src_w) & (y >= 0) & (y < src_h)

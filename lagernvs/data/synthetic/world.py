@@ -62,11 +62,19 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -
     return c2w
 
 
-def draw_trajectory(rng: np.random.Generator, num_frames: int, kind: str) -> np.ndarray:
-    """Camera-to-world matrices (N, 4, 4) of a forward walk or an arc inside the room."""
+def draw_trajectory(
+    rng: np.random.Generator, num_frames: int, kind: str, pan: float = 0.0
+) -> np.ndarray:
+    """Camera-to-world matrices (N, 4, 4) of a forward walk or an arc inside the room.
+
+    `pan` (radians) turns the views about world z by `pan * (s - 0.5)` at path position s in
+    [0, 1] on top of the path's own turning (arcs turn by `|pan|` in the direction of their
+    orbit), so the first and last frames look at what the middle ones do not see.
+    """
     lo, hi = np.array(ROOM_LO) + 1.0, np.array(ROOM_HI) - 1.0
     steps = np.linspace(0.0, 1.0, num_frames)
     for _ in range(100):
+        turn = pan
         if kind == "forward":
             start = rng.uniform(lo[:2] * 0.8, hi[:2] * 0.8)
             heading = rng.uniform(0.0, 2.0 * math.pi)
@@ -78,8 +86,11 @@ def draw_trajectory(rng: np.random.Generator, num_frames: int, kind: str) -> np.
             yaw = heading + rng.uniform(-0.3, 0.3) * np.sin(steps * math.pi)
             pitch = rng.uniform(-0.25, 0.05)
             look = np.stack(
-                [np.cos(yaw) * math.cos(pitch), np.sin(yaw) * math.cos(pitch),
-                 np.full_like(yaw, math.sin(pitch))],
+                [
+                    np.cos(yaw) * math.cos(pitch),
+                    np.sin(yaw) * math.cos(pitch),
+                    np.full_like(yaw, math.sin(pitch)),
+                ],
                 axis=1,
             )
             targets = eyes + look
@@ -90,14 +101,28 @@ def draw_trajectory(rng: np.random.Generator, num_frames: int, kind: str) -> np.
             span = rng.uniform(0.6, 1.6) * rng.choice([-1.0, 1.0])
             angles = angle0 + steps * span
             eyes = np.stack(
-                [center[0] + radius * np.cos(angles), center[1] + radius * np.sin(angles),
-                 np.full_like(angles, rng.uniform(1.3, 2.0))],
+                [
+                    center[0] + radius * np.cos(angles),
+                    center[1] + radius * np.sin(angles),
+                    np.full_like(angles, rng.uniform(1.3, 2.0)),
+                ],
                 axis=1,
             )
             targets = np.broadcast_to(center, eyes.shape)
+            turn = abs(pan) * float(np.sign(span))
         if np.all((eyes >= lo) & (eyes <= hi)):
-            return np.stack([look_at(e, t) for e, t in zip(eyes, targets, strict=True)])
+            c2w = np.stack([look_at(e, t) for e, t in zip(eyes, targets, strict=True)])
+            c2w[:, :3, :3] = _yaw(turn * (steps - 0.5)) @ c2w[:, :3, :3]
+            return c2w
     raise RuntimeError("could not place a camera trajectory inside the room")
+
+
+def _yaw(angles: np.ndarray) -> np.ndarray:
+    """Rotations (N, 3, 3) about world z by `angles` (N,)."""
+    cos, sin = np.cos(angles), np.sin(angles)
+    zero, one = np.zeros_like(angles), np.ones_like(angles)
+    rows = [[cos, -sin, zero], [sin, cos, zero], [zero, zero, one]]
+    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
 
 
 def _clear_of(cameras: np.ndarray, center: np.ndarray, radius: float) -> bool:
