@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from lagernvs.cameras import Cameras
+from lagernvs.grids import save_labelled_grid
 from lagernvs.pipeline import LagerNVSPipeline
 from lagernvs.pipeline.loading import (
     DEMO_DENOISER_DIR,
@@ -107,18 +108,12 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
 
 
-def _comparison(scene: HeldOutViews, rendered: Tensor, baseline: Tensor) -> Tensor:
-    """Image grid: sources (padded), then rows ground truth / LagerNVS / nearest source view."""
-    from torchvision.utils import make_grid
-
-    columns = max(len(rendered), len(scene.source_images))
-
-    def row(images: Tensor) -> Tensor:
-        padding = images.new_ones(columns - len(images), *images.shape[1:])
-        return torch.cat([images, padding])
-
+def _comparison(
+    scene: HeldOutViews, rendered: Tensor, baseline: Tensor
+) -> tuple[list[Tensor], list[str]]:
+    """Labelled grid rows: the sources, the ground truth, LagerNVS and the nearest source view."""
     rows = [scene.source_images, scene.target_images, rendered, baseline]
-    return make_grid(torch.cat([row(r) for r in rows]), nrow=columns, padding=2, pad_value=1.0)
+    return rows, ["sources", "ground truth", "LagerNVS", "nearest source"]
 
 
 def run_demo(
@@ -164,8 +159,8 @@ def run_demo(
         grid_scene = HeldOutViews(
             scene.scene_id, sources, scene.source_cameras, truth, scene.target_cameras
         )
-        _save_grid(
-            _comparison(grid_scene, rendered, baseline), output_dir / f"{scene.scene_id}.png"
+        save_labelled_grid(
+            output_dir / f"{scene.scene_id}.png", *_comparison(grid_scene, rendered, baseline)
         )
         path = trajectories.orbit(encoded.source_cameras, ORBIT_FRAMES, degrees=ORBIT_DEGREES)
         orbit_frames.append(pipe.render(encoded, path, output_type="np").images)
@@ -264,18 +259,27 @@ def run_sampled_demo(
             }
         )
         grid = [
-            _sampled_row(alternatives[t], deterministic[t], samples[:, t])
-            for t in range(len(targets))
+            _sampled_rows(f"frame {frame}", alternatives[t], deterministic[t], samples[:, t])
+            for t, frame in enumerate(targets)
         ]
-        _save_grid(torch.cat(grid, dim=1), output_dir / f"sampled_{seed}.png")
-        overview.append(grid[int((~seen).sum(dim=(1, 2)).argmax())])
+        save_labelled_grid(
+            output_dir / f"sampled_{seed}.png",
+            [row for rows, _ in grid for row in rows],
+            [label for _, labels in grid for label in labels],
+        )
+        rows_of_scene, labels_of_scene = grid[int((~seen).sum(dim=(1, 2)).argmax())]
+        overview.append((rows_of_scene, [f"seed {seed}: {label}" for label in labels_of_scene]))
         if verbose:
             print(
                 f"  sampled scene {number}/{len(SAMPLED_SEEDS)} (seed {seed}): "
                 f"{time.perf_counter() - started:.1f} s",
                 flush=True,
             )
-    _save_grid(torch.cat(overview, dim=1), output_dir / "overview_sampled.png")
+    save_labelled_grid(
+        output_dir / "overview_sampled.png",
+        [row for rows, _ in overview for row in rows],
+        [label for _, labels in overview for label in labels],
+    )
     skip = ("seed", "scene_alternative", "chosen_alternatives")
     summary = _mean([{key: v for key, v in row.items() if key not in skip} for row in rows])
     summary.update(
@@ -290,21 +294,14 @@ def run_sampled_demo(
     return summary
 
 
-def _sampled_row(alternatives: Tensor, deterministic: Tensor, samples: Tensor) -> Tensor:
-    """(3, h, w) image row: the true alternatives | the deterministic render | the samples,
-    2-pixel white borders, a blank tile between the groups."""
-    from torchvision.utils import make_grid
-
-    blank = torch.ones_like(deterministic)[None]
-    tiles = torch.cat([alternatives, blank, deterministic[None], blank, samples])
-    return make_grid(tiles, nrow=len(tiles), padding=2, pad_value=1.0)
-
-
-def _save_grid(grid: Tensor, path: Path) -> None:
-    """Write a (3, H, W) image grid in [0, 1] as a PNG, atomically."""
-    from lagernvs.io import write_image
-
-    write_image(grid.permute(1, 2, 0).numpy(), path)
+def _sampled_rows(
+    target: str, alternatives: Tensor, deterministic: Tensor, samples: Tensor
+) -> tuple[list[Tensor], list[str]]:
+    """Labelled grid rows of one target: its true alternatives, the deterministic render and the
+    samples."""
+    rows = [alternatives, deterministic[None], samples]
+    labels = [f"{target}: {len(alternatives)} true answers", "deterministic", "samples"]
+    return rows, labels
 
 
 def _write_orbit(frames: list[np.ndarray], path: Path) -> str:

@@ -172,8 +172,9 @@ def test_save_pretrained_round_trip_renders_identical_images(pipe, scene, tmp_pa
     before = pipe(images[[0, 4]], cameras[[0, 4]], **kwargs).images
     after = loaded(images[[0, 4]], cameras[[0, 4]], **kwargs).images
     assert torch.equal(before, after)
-    half = LagerNVSPipeline.from_pretrained(tmp_path / "saved", dtype=torch.bfloat16)
-    assert half.model.dtype == torch.bfloat16
+    for name in ("dtype", "torch_dtype"):  # diffusers accepts both spellings
+        half = LagerNVSPipeline.from_pretrained(tmp_path / "saved", **{name: torch.bfloat16})
+        assert half.model.dtype == torch.bfloat16
 
 
 def test_from_original_checkpoint_loads_the_official_layout(pipe, scene, tmp_path):

@@ -155,9 +155,11 @@ class ExtrapolationScorer:
                 record["scores"].update(self._mode_scores(batch, i, pred[i], samples, ~masks[i]))
             if self.grid_dir is not None and ev.wants_grid(record["position"]):
                 rows = [batch["images"][i, :count], target[i], pred[i]]
+                labels = ["sources", "ground truth", "deterministic"]
                 if samples is not None:
                     rows += list(samples.transpose(0, 1))
-                save_grid(self.grid_dir / grid_name(record["sample"]), rows)
+                    labels += [f"sample {s + 1}" for s in range(samples.shape[1])]
+                save_grid(self.grid_dir / grid_name(record["sample"]), rows, labels)
             records.append(record)
         return records
 

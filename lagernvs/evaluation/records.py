@@ -141,17 +141,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         temporary.write_text(text)
 
 
-def save_grid(path: Path, rows: Sequence[Tensor]) -> None:
-    """Save rows of (N_i, 3, H, W) images as one PNG grid (short rows padded with black)."""
-    from torchvision.utils import save_image
+def save_grid(path: Path, rows: Sequence[Tensor], labels: Sequence[str]) -> None:
+    """Save rows of (N_i, 3, H, W) images as one PNG grid, each row labelled, atomically."""
+    from lagernvs.grids import save_labelled_grid
 
-    columns = max(row.shape[0] for row in rows)
-    padded = [
-        torch.cat([row.float().cpu(), row.new_zeros(columns - row.shape[0], *row.shape[1:])])
-        for row in rows
-    ]
-    with atomic_path(path) as temporary:
-        save_image(torch.cat(padded).clamp(0, 1), temporary, nrow=columns, padding=2)
+    save_labelled_grid(path, rows, labels)
 
 
 def grid_name(sample_id: str) -> str:
