@@ -185,3 +185,45 @@ def test_inductor_compile_matches_eager_at_tiny_size() -> None:
     compiled = fast(module, FastOptions(compile="default"), scene, rays)
     print(f"inductor compile + first call: {time.perf_counter() - started:.1f} s")
     torch.testing.assert_close(compiled, plain(module, scene, rays), rtol=0, atol=1e-5)
+
+
+def test_the_pipeline_renders_through_the_fastest_path_of_its_device(monkeypatch) -> None:
+    """pipe.render (and so the viewer) takes FastOptions.fastest(device): on CUDA bf16 + graphs;
+    here a CPU stand-in (bf16) shows that its choice reaches the images."""
+    from lagernvs import Cameras, LagerNVSPipeline
+
+    torch.manual_seed(0)
+    model = LagerNVSModel.from_preset("tiny", image_size=(32, 32), encoder_image_size=56).eval()
+    nn.init.normal_(model.renderer.final_layer.linear.weight, std=0.5)
+    pipe = LagerNVSPipeline(model=model)
+    pipe.set_progress_bar_config(disable=True)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    sources = Cameras.look_at(
+        [[0, 0, -1], [0.3, 0, -1]], [[0, 0, 1]] * 2, fov_deg=60, image_size=(32, 32)
+    )
+    targets = Cameras.look_at([[0.1, 0, -1]], [[0, 0, 1]], fov_deg=60, image_size=(32, 32))
+    plain_images = pipe(images, sources, target_cameras=targets, output_type="pt").images
+    expected = plain(model.renderer, *_pipeline_scene(pipe, images, sources, targets), bf16=True)
+
+    chosen = []
+
+    def fastest(device: torch.device | str) -> FastOptions:
+        chosen.append(torch.device(device).type)
+        return FastOptions(bf16=True)
+
+    monkeypatch.setattr(FastOptions, "fastest", staticmethod(fastest))
+    fast_images = pipe(images, sources, target_cameras=targets, output_type="pt").images
+    assert chosen and set(chosen) == {"cpu"}
+    assert not torch.equal(fast_images, plain_images)  # the bf16 path was taken
+    torch.testing.assert_close(fast_images, expected[0].float(), atol=0, rtol=0)
+    assert (fast_images - plain_images).abs().max() <= BF16_TOLERANCE
+
+
+def _pipeline_scene(pipe, images, sources, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scene tokens and target rays the pipeline renders (for the bf16 reference)."""
+    from lagernvs.cameras import plucker_rays
+
+    encoded = pipe.encode(images, sources)
+    cameras = targets.crop_resize((32, 32))
+    rays = plucker_rays(encoded.model_frame(cameras), cameras.fxfycxcy.float(), 32, 32)
+    return encoded.scene_tokens, rays[None]
