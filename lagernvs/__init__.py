@@ -11,7 +11,8 @@ and ``lagernvs --help`` stay fast and do not load torch/diffusers until a class 
 * :func:`load_scene`, :class:`Scene`: read captures (Re10k, DL3DV, NeRF, COLMAP, LLFF).
 * :func:`load_pipeline`: the one loader (``"demo"``, folders, official checkpoints, presets);
   :func:`demo_pipeline`: the small bundled demo model.
-* :mod:`lagernvs.trajectories`: camera paths (interpolate, orbit, dolly, extrapolate).
+* :mod:`lagernvs.trajectories`: camera paths (spline, orbit, spiral, lemniscate, zooms, dolly-zoom,
+  moves, ...).
 """
 
 from __future__ import annotations

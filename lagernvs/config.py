@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ import yaml
 from lagernvs.runlock import RunLockedError
 
 __all__ = [
+    "TRACEBACK_ENV",
     "USER_ERRORS",
     "Terminated",
     "apply_overrides",
@@ -207,6 +209,8 @@ def config_parser(
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RunLockedError)
 """What a command reports as one line: bad input, files, a busy run folder."""
+TRACEBACK_ENV = "LAGERNVS_TRACEBACK"
+"""Set to 1 to get the traceback of an unexpected error instead of its one line."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -249,8 +253,9 @@ def run_command(
 ) -> int:
     """Run a command's ``action`` and return its exit code.
 
-    ``errors`` become ``PROG: error: <one line>`` on stderr and exit 1; Ctrl-C exits 130 and
-    SIGTERM 143 (after the cleanups an interrupt runs), each said in one line.
+    ``errors`` become ``PROG: error: <one line>`` on stderr and exit 1; any other exception
+    too, said to be unexpected (its traceback with ``LAGERNVS_TRACEBACK=1``); Ctrl-C exits 130
+    and SIGTERM 143 (after the cleanups an interrupt runs), each said in one line.
     """
     try:
         with _sigterm_raises():
@@ -260,10 +265,31 @@ def run_command(
     except errors as error:
         if _during_interrupt(error):  # e.g. a pipe that broke under the same Ctrl-C
             return _interrupted(prog, KeyboardInterrupt())
-        message = " ".join(str(error).split())  # one line, whatever the exception holds
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except Exception as error:  # unforeseen: still one line, the traceback on request
+        if _during_interrupt(error):
+            return _interrupted(prog, KeyboardInterrupt())
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"{prog}: error: {_unexpected(error)}", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())  # one line, whatever the exception holds
+
+
+def _unexpected(error: Exception) -> str:
+    """The line for an error no check foresaw (out of memory is said as such)."""
+    text = _one_line(error)
+    if isinstance(error, MemoryError) or "out of memory" in text or "can't allocate" in text:
+        return f"out of memory ({text[:300]}); use smaller sizes, fewer views or another device"
+    return (
+        f"unexpected {type(error).__name__}: {text[:300]} (an input no check foresaw, or a bug; "
+        f"{TRACEBACK_ENV}=1 shows the traceback)"
+    )
 
 
 def _interrupted(prog: str, interrupt: KeyboardInterrupt) -> int:
@@ -277,6 +303,8 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"config file {path} is a folder; give a YAML file")
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         try:

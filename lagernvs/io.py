@@ -27,6 +27,7 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "check_fps",
+    "check_video_size",
     "to_uint8",
     "write_frames",
     "write_image",
@@ -102,13 +103,31 @@ def write_json(data: Any, path: str | os.PathLike, indent: int | None = 2) -> Pa
     return path
 
 
+MAX_FPS = 1000.0
+"""The highest frame rate accepted (ffmpeg refuses absurd ones only once frames are written)."""
+MAX_VIDEO_SIDE = 8192
+"""The longest video frame side accepted (after upscaling), as H.264 encoders allow."""
+
+
 def check_fps(fps: float) -> float:
-    """A video frame rate: a finite number > 0, else a one-line ValueError."""
+    """A video frame rate: a finite number in (0, MAX_FPS], else a one-line ValueError."""
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0 (frames per second), got {fps}")
+    if fps > MAX_FPS:
+        raise ValueError(f"fps must be at most {MAX_FPS:g} (frames per second), got {fps:g}")
     return float(fps)
+
+
+def check_video_size(height: int, width: int, upscale: int = 1) -> None:
+    """Refuse video frames of (H, W) x ``upscale`` larger than MAX_VIDEO_SIDE a side."""
+    longest = max(height, width) * upscale
+    if longest > MAX_VIDEO_SIDE:
+        raise ValueError(
+            f"video frames of {height * upscale}x{width * upscale} pixels (upscale {upscale}) are "
+            f"above the {MAX_VIDEO_SIDE} pixels a side video encoders take; lower --upscale"
+        )
 
 
 class FrameWriter:
@@ -147,6 +166,7 @@ class VideoWriter:
         self.upscale = upscale
         self.path = Path(path)
         self.count = 0
+        self._temporary = self.path
         self._atomic: contextlib.AbstractContextManager[Path] | None = None
         self._writer: Any = None
 
@@ -159,9 +179,9 @@ class VideoWriter:
                 "writing mp4 videos needs imageio and imageio-ffmpeg: pip install 'lagernvs[video]'"
             ) from None
         self._atomic = atomic_path(self.path)
-        temporary = self._atomic.__enter__()
+        self._temporary = self._atomic.__enter__()
         self._writer = imageio.get_writer(
-            temporary,
+            self._temporary,
             fps=self.fps,
             codec="libx264",
             quality=8,
@@ -190,6 +210,8 @@ class VideoWriter:
             self._writer.close()
             if kind is None and self.count == 0:
                 raise ValueError("a video needs at least one frame")
+            if kind is None and not self._temporary.is_file():
+                raise OSError(f"ffmpeg wrote no {self.path.name} (its messages are above)")
         except BaseException as failure:
             self._atomic.__exit__(type(failure), failure, failure.__traceback__)
             raise

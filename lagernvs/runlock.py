@@ -73,6 +73,8 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`RunLockedError` (ValueError: folder not writable)."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"output folder {self.folder} is a file; choose a folder")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

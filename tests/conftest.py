@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from reference_fixtures import REPO_ROOT, reference_fixture_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
-
-
-def reference_fixture_dir() -> Path:
-    """Directory of the reference fixtures (env `LAGERNVS_REFERENCE_FIXTURES`, repo-relative)."""
-    configured = os.environ.get("LAGERNVS_REFERENCE_FIXTURES", "../shared/fixtures/reference")
-    path = Path(configured)
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 
 @pytest.fixture(scope="session")

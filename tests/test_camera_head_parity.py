@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import reference_fixture_dir
+from reference_fixtures import reference_fixture_dir
 from safetensors.torch import load_file
 
 from lagernvs.models.camera_head import CameraHead, pose_encoding_to_cameras

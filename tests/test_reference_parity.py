@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import reference_fixture_dir
 from parity_cameras import check_camera_fixture
 from parity_metrics import check_metric_fixture
+from reference_fixtures import reference_fixture_dir
 from safetensors.torch import load_file
 
 from lagernvs.models import LagerNVSModel

@@ -37,14 +37,28 @@ ArrayLike = Tensor | np.ndarray | Sequence[Any]
 SizeLike = tuple[int, int] | Sequence[int] | Tensor | np.ndarray | Sequence[Sequence[int]]
 
 
+def _numeric_tensor(value: Any, name: str) -> Tensor:
+    """`value` as a real-valued tensor, or a one-line ValueError naming what is not a number."""
+    if isinstance(value, Tensor):
+        return value
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be a rectangular array of numbers (rows of equal length), got {value!r}"
+        ) from None
+    if array.dtype.kind not in "biuf":
+        flat = array.ravel().tolist() if array.dtype != object else [value]
+        offender = next((v for v in flat if not isinstance(v, int | float)), value)
+        raise ValueError(
+            f"{name} must hold numbers (a tensor, array or nested list), got {offender!r}"
+        )
+    return torch.as_tensor(array)
+
+
 def _float_tensor(value: ArrayLike, name: str) -> Tensor:
     """`value` as a floating-point tensor (float64 numpy stays float64, ints become float32)."""
-    try:
-        tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{name} must be numeric (a tensor, array or nested list): {error}"
-        ) from None
+    tensor = _numeric_tensor(value, name)
     if not tensor.is_floating_point():
         tensor = tensor.to(torch.float32)
     return tensor
@@ -60,9 +74,7 @@ def _matrices(value: ArrayLike, name: str) -> Tensor:
 
 def _sizes(image_size: SizeLike, count: int) -> Tensor:
     """(H, W) or (N, 2) image sizes -> (N, 2) int64, checked positive and integral."""
-    sizes = torch.as_tensor(
-        np.asarray(image_size) if not isinstance(image_size, Tensor) else image_size
-    )
+    sizes = _numeric_tensor(image_size, "image_size")
     if sizes.shape == (2,):
         sizes = sizes.expand(count, 2)
     if sizes.shape != (count, 2):
@@ -259,14 +271,13 @@ class Cameras:
                 f"cameras record lacks {', '.join(missing)}; expected keys c2w (N x 4 x 4), "
                 "fxfycxcy (N x 4) and image_sizes (N x 2) or image_size [H, W]"
             )
+        fxfycxcy = _float_tensor(data["fxfycxcy"], "fxfycxcy").to(torch.float64)
         if convention == "opencv_w2c":
-            return cls.from_w2c(
-                torch.tensor(data["w2c"], dtype=torch.float64), data["fxfycxcy"], size
-            )
-        c2w = torch.tensor(data["c2w"], dtype=torch.float64)
+            return cls.from_w2c(_float_tensor(data["w2c"], "w2c").to(torch.float64), fxfycxcy, size)
+        c2w = _float_tensor(data["c2w"], "c2w").to(torch.float64)
         if convention == "opengl_c2w":
-            return cls.from_opengl(c2w, data["fxfycxcy"], size)
-        return cls(c2w, torch.tensor(data["fxfycxcy"], dtype=torch.float64), size)
+            return cls.from_opengl(c2w, fxfycxcy, size)
+        return cls(c2w, fxfycxcy, size)
 
     def save(self, path: str | Path) -> Path:
         """Write the cameras as JSON (see :meth:`to_dict`)."""
@@ -278,6 +289,8 @@ class Cameras:
     def load(cls, path: str | Path) -> Cameras:
         """Read cameras written by :meth:`save` (or any JSON in the :meth:`from_dict` layout)."""
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"cameras file {path} is a folder; give the JSON file itself")
         if not path.is_file():
             raise FileNotFoundError(f"cameras file {path} does not exist")
         try:

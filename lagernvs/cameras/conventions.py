@@ -46,6 +46,11 @@ def crop_resize_intrinsics(
     """
     check_tail(fxfycxcy, (4,), "fxfycxcy")
     crop_h, crop_w = center_crop_size(src_hw, dst_hw)
+    if min(crop_h, crop_w) < 1:
+        raise ValueError(
+            f"a {src_hw[0]}x{src_hw[1]} camera has no centred crop of the aspect ratio of "
+            f"{dst_hw[0]}x{dst_hw[1]} (it would be empty); choose a size closer to its shape"
+        )
     offset_y, offset_x = (src_hw[0] - crop_h) // 2, (src_hw[1] - crop_w) // 2
     scale_y, scale_x = dst_hw[0] / crop_h, dst_hw[1] / crop_w
     fx, fy, cx, cy = fxfycxcy.unbind(-1)

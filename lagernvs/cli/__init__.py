@@ -14,7 +14,7 @@ run folder), an official ``model.pt`` with ``--preset``, or ``preset:NAME`` (ran
 
 Modules: :mod:`~lagernvs.cli.common` (shared argument types and the user-facing error),
 :mod:`~lagernvs.cli.render` (the render command), :mod:`~lagernvs.cli.render_plan` (its
-sources, size and cameras), :mod:`~lagernvs.cli.output_folder` (staged, all-or-nothing results).
+sources, size and cameras), :mod:`~lagernvs.staging` (staged, all-or-nothing results).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from lagernvs.cli.common import PRESET_HELP, UserFacingError
+from lagernvs.cli.common import PRESET_HELP, UserFacingError, positive_int
 from lagernvs.cli.render import add_render_parser
 from lagernvs.config import USER_ERRORS, run_command
 from lagernvs.viewer import add_view_parser
@@ -46,6 +46,7 @@ def _run_shards(args: argparse.Namespace) -> None:
         output_dir=args.output_dir,
         split=args.split,
         scenes_per_shard=args.scenes_per_shard,
+        overwrite=args.overwrite,
     )
     print(f"wrote shards and index {index_path}")
 
@@ -54,19 +55,28 @@ def _run_demo(args: argparse.Namespace) -> None:
     from diffusers.utils import logging as diffusers_logging
 
     from lagernvs.demo import run_demo
+    from lagernvs.staging import OutputFolder
 
+    OutputFolder.check_writable(args.output_dir)  # each result is written atomically
     diffusers_logging.disable_progress_bar()
     run_demo(args.output_dir, device=args.device, sampled=args.mode == "sampled")
 
 
 def _run_convert(args: argparse.Namespace) -> None:
+    """Load (strictly), then save into a staging folder moved into place only when complete."""
     from diffusers.utils import logging as diffusers_logging
 
+    from lagernvs.models.checkpoints import preset_name_conflict
     from lagernvs.pipeline import load_pipeline
+    from lagernvs.staging import OutputFolder
 
     diffusers_logging.disable_progress_bar()
-    pipe = load_pipeline(args.checkpoint, preset=args.preset)
-    pipe.save_pretrained(args.output_dir)
+    if args.preset is not None and (conflict := preset_name_conflict(args.checkpoint, args.preset)):
+        raise UserFacingError(f"{conflict}; if the preset is right, rename the file")
+    with OutputFolder(args.output_dir, None, args.overwrite) as out:
+        pipe = load_pipeline(args.checkpoint, preset=args.preset)
+        pipe.save_pretrained(out.staging)
+        out.commit()
     print(f"converted {args.checkpoint} to {args.output_dir}")
 
 
@@ -104,7 +114,10 @@ def _add_shards(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", default=None, help="dataset split (re10k: train/test)")
     parser.add_argument("--output-dir", required=True, help="folder for the shards and index.json")
-    parser.add_argument("--scenes-per-shard", type=int, default=64)
+    parser.add_argument("--scenes-per-shard", type=positive_int, default=64)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the shards of an earlier run in DIR"
+    )
     parser.set_defaults(handler=_run_shards)
 
 
@@ -137,6 +150,9 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--preset", default=None, help=PRESET_HELP)
     parser.add_argument("--output-dir", required=True)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the pipeline of an earlier run in DIR"
+    )
     parser.set_defaults(handler=_run_convert)
 
 

@@ -4,7 +4,7 @@ The flow: check the output folder and read the sources (before any model loads),
 (and VGGT with --vggt-weights), estimate the cameras when asked, encode the sources once, then
 render the path chunk by chunk, streaming every frame to disk (PNG and mp4) so memory stays flat
 however long the video. Results are staged and moved into the output folder only when complete
-(:mod:`lagernvs.cli.output_folder`). ``cameras.json`` holds the rendered cameras in the frame of
+(:mod:`lagernvs.staging`). ``cameras.json`` holds the rendered cameras in the frame of
 the input cameras, the frame stated inside it; ``--cameras-path`` renders such a file again.
 """
 
@@ -129,10 +129,10 @@ def _save_cameras(cameras: Any, statement: str, path: Path) -> None:
 def run_render(args: argparse.Namespace) -> None:
     from diffusers.utils import logging as diffusers_logging
 
-    from lagernvs.cli.output_folder import OutputFolder
     from lagernvs.cli.render_plan import choose_path, read_keyframes, read_sources
     from lagernvs.io import check_fps
     from lagernvs.pipeline import load_pipeline, resolve_device
+    from lagernvs.staging import OutputFolder
 
     diffusers_logging.disable_progress_bar()
     check_fps(args.fps)
@@ -163,10 +163,11 @@ def _render(
 ) -> int:
     """Encode once, render every target chunk by chunk into ``staging``; the frame count."""
     from lagernvs.cli.render_plan import FRAMES, render_size, target_cameras
-    from lagernvs.io import FrameWriter, VideoWriter
+    from lagernvs.io import FrameWriter, VideoWriter, check_video_size
     from lagernvs.pipeline.estimation import estimate_source_cameras
 
     size, notes = render_size(args, pipe.model.config, sources.images, keyframes)
+    check_video_size(*size, args.upscale)
     for note in notes:
         print(note)
     images, cameras = sources.images, sources.cameras

@@ -7,6 +7,7 @@ Everything here that can fail on bad input does so before the encoder runs, with
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ PATH_OPTIONS: dict[str, dict[str, str]] = {
     },
 }
 """Command-line option -> keyword argument of each path that takes one."""
+MAX_SCALE = 2
+"""--size may exceed the model's native size by this factor a side (with a warning), no more."""
 UNPOSED_PATH = "orbit"
 ORBIT_DEGREES = 30.0
 
@@ -142,7 +145,10 @@ def choose_path(args: argparse.Namespace, kind: str) -> str:
             "--scene, or use a path around the first image (orbit, spiral, dolly, ...)"
         )
     for option in ("degrees", "fraction", "distance", "radius", "zoom"):
-        if getattr(args, option) is not None and option not in PATH_OPTIONS.get(path, {}):
+        value = getattr(args, option)
+        if value is not None and not math.isfinite(value):
+            raise UserFacingError(f"--{option} must be a finite number, got {value}")
+        if value is not None and option not in PATH_OPTIONS.get(path, {}):
             takers = sorted(k for k, v in PATH_OPTIONS.items() if option in v)
             raise UserFacingError(
                 f"--{option} does not apply to --path {path}; it sets --path {', '.join(takers)}"
@@ -175,6 +181,12 @@ def render_size(args: argparse.Namespace, config: Any, images: list[Any], keyfra
         raise UserFacingError(
             f"--size {height} {width} must be positive multiples of the model's patch size "
             f"{patch} (its native size is {native[0]} {native[1]})"
+        )
+    if max(height, width) > MAX_SCALE * max(native):
+        raise UserFacingError(
+            f"--size {height} {width} is more than {MAX_SCALE} times the model's native "
+            f"{native[0]}x{native[1]}, which it cannot render well; render at most "
+            f"{MAX_SCALE * native[0]} {MAX_SCALE * native[1]} and enlarge the video with --upscale"
         )
     if max(height, width) > max(native):
         notes.append(

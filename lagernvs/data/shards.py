@@ -31,6 +31,7 @@ from lagernvs.data.images import decode_image
 from lagernvs.data.readers import SCENE_FORMATS, list_scenes, load_scene
 from lagernvs.data.scene import Scene
 from lagernvs.io import atomic_path
+from lagernvs.staging import pid_alive
 
 __all__ = [
     "CAMERAS_MEMBER",
@@ -199,7 +200,7 @@ def _staging_folder(out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         for entry in out.glob(".partial-*"):
             pid = entry.name.removeprefix(".partial-")
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
         staging = out / f".partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -210,16 +211,6 @@ def _staging_folder(out: Path) -> Path:
             f"cannot write to output folder {out} ({reason}); choose a folder you can write to"
         ) from None
     return staging
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_staged(

@@ -8,6 +8,9 @@
     lagernvs bench speed --model model.pt --preset re10k_2v_256 --output-dir runs/speed_re10k
     lagernvs bench speed --model preset:general_512 --device cuda --output-dir runs/fast \
         --sizes 512 --precisions bf16 --fast [--compile default] [--sdpa-kernels cudnn]
+
+Arguments are parsed before torch is imported (fast ``--help``): the choices below spell out
+the names the model modules define (a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -16,15 +19,28 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lagernvs.config import config_parser
-from lagernvs.models import ATTENTION_TYPES
-from lagernvs.models.attention import BACKENDS, SDPA_KERNELS
-from lagernvs.models.fast import FastOptions
-from lagernvs.pipeline import resolve_device
-from lagernvs.pipeline.loading import SPEC_HELP
+from lagernvs.config import config_parser, run_command
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from lagernvs.models.fast import FastOptions
+
+__all__ = ["ATTENTION_TYPES", "BACKENDS", "SDPA_KERNELS", "build_parser", "main"]
+
+ATTENTION_TYPES = ("full_attention", "cross_attention", "bidirectional_cross_attention")
+""":data:`lagernvs.models.renderer.ATTENTION_TYPES`."""
+BACKENDS = ("auto", "sdpa", "xformers", "math")
+""":data:`lagernvs.models.attention.BACKENDS`."""
+SDPA_KERNELS = ("cudnn", "efficient", "flash", "math")
+"""The keys of :data:`lagernvs.models.attention.SDPA_KERNELS`."""
+MAX_SIZE = 4096
+SPEED_RESULTS = ("speed.json", "speed.md")
+"""What `bench speed` writes; they replace those of an earlier run only when both are done."""
+MODEL_HELP = (
+    "the model: 'demo', a pipeline or model folder, a run folder, an official model.pt with "
+    "--preset, or 'preset:NAME' (random weights)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     speed = commands.add_parser("speed", help="encoder latency, renderer FPS and peak memory")
-    speed.add_argument("--model", required=True, help=SPEC_HELP)
+    speed.add_argument("--model", required=True, help=MODEL_HELP)
     speed.add_argument("--preset", default=None, help="preset of an official checkpoint --model")
     speed.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
     speed.add_argument("--output-dir", required=True, help="folder for speed.json and speed.md")
@@ -86,10 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--no-cuda-graphs", action="store_true", help="without CUDA graphs")
     fast.add_argument("--compile", default=None, metavar="MODE", help="torch.compile mode")
     fast.add_argument(
-        "--sdpa-kernels", nargs="+", default=(), choices=sorted(SDPA_KERNELS), help="SDPA kernels"
+        "--sdpa-kernels", nargs="+", default=(), choices=SDPA_KERNELS, help="SDPA kernels"
     )
     fast.add_argument("--per-target", action="store_true", help="one render call per target")
     return parser
+
+
+def check_sizes(sizes: list[int] | None) -> None:
+    """Refuse --sizes no model renders (before any model loads: they would exhaust memory)."""
+    if sizes is not None and max(sizes, default=0) > MAX_SIZE:
+        raise ValueError(
+            f"--sizes {max(sizes)} is above {MAX_SIZE}, 8 times the largest official model's 512; "
+            "benchmark sizes a model renders"
+        )
 
 
 def fast_options(args: argparse.Namespace) -> FastOptions | None:
@@ -97,6 +122,9 @@ def fast_options(args: argparse.Namespace) -> FastOptions | None:
     chosen = (args.fast, args.no_cuda_graphs, args.compile, args.sdpa_kernels, args.per_target)
     if not any(chosen):
         return None
+    from lagernvs.models.fast import FastOptions
+    from lagernvs.pipeline import resolve_device
+
     fastest = FastOptions.fastest(resolve_device(args.device))
     return replace(
         fastest,
@@ -108,11 +136,17 @@ def fast_options(args: argparse.Namespace) -> FastOptions | None:
 
 
 def _extrapolation(args: argparse.Namespace) -> None:
+    from lagernvs.evaluation.dataset import check_dataset_paths
     from lagernvs.evaluation.extrapolation import format_table, run_extrapolation
+    from lagernvs.evaluation.model import check_model_paths
     from lagernvs.evaluation.protocol import load_protocol
+    from lagernvs.runlock import run_lock
 
     protocol = load_protocol(args.config, args.overrides)
-    summary = run_extrapolation(protocol, args.output_dir)
+    check_dataset_paths(protocol.dataset)
+    check_model_paths(protocol.model)
+    with run_lock(args.output_dir, "lagernvs bench extrapolation"):
+        summary = run_extrapolation(protocol, args.output_dir)
     if summary is None:
         return
     print(format_table(summary))
@@ -129,6 +163,7 @@ def _extrapolation(args: argparse.Namespace) -> None:
 
 def _speed(args: argparse.Namespace) -> None:
     from lagernvs.evaluation.speed import SpeedResult, format_speed_table, run_speed
+    from lagernvs.staging import OutputFolder
 
     def progress(r: SpeedResult) -> None:
         timing = r.error or f"encode {r.encode_ms:.2f} ms, render {r.fps:.1f} FPS"
@@ -137,22 +172,25 @@ def _speed(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    report = run_speed(
-        args.model,
-        device=args.device,
-        output_dir=args.output_dir,
-        sizes=args.sizes,
-        views=args.views,
-        attention_types=args.attention_types,
-        precisions=args.precisions,
-        targets=args.targets,
-        warmup=args.warmup,
-        runs=args.runs,
-        progress=progress,
-        preset=args.preset,
-        backend=args.attention_backend,
-        fast=fast_options(args),
-    )
+    check_sizes(args.sizes)
+    with OutputFolder(args.output_dir, SPEED_RESULTS, overwrite=True) as out:
+        report = run_speed(
+            args.model,
+            device=args.device,
+            output_dir=out.staging,
+            sizes=args.sizes,
+            views=args.views,
+            attention_types=args.attention_types,
+            precisions=args.precisions,
+            targets=args.targets,
+            warmup=args.warmup,
+            runs=args.runs,
+            progress=progress,
+            preset=args.preset,
+            backend=args.attention_backend,
+            fast=fast_options(args),
+        )
+        out.commit()
     print(format_speed_table(report))
 
 
@@ -167,4 +205,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command("lagernvs bench", main))

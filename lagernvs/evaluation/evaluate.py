@@ -54,6 +54,7 @@ def score_deterministic(ev: Evaluation, batch: dict[str, Any], fid: dict[str, An
             save_grid(
                 ev.output_dir / "grids" / grid_name(record["sample"]),
                 [batch["images"][i, :count], target[i], pred[i]],
+                ["sources", "ground truth", "LagerNVS"],
             )
     return records
 

@@ -260,13 +260,19 @@ def protocol_path(name_or_path: str | Path) -> Path:
     path = expand_path(name_or_path)
     if path.is_file():
         return path
-    for folder in (Path("configs/eval"), _CONFIG_DIR):
-        candidate = folder / f"{name_or_path}.yaml"
-        if candidate.is_file():
-            return candidate
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"protocol file {path} is a folder; pass the path of a protocol YAML"
+        )
+    bare_name = os.sep not in str(name_or_path) and path.suffix == ""
+    if bare_name:
+        for folder in (Path("configs/eval"), _CONFIG_DIR):
+            candidate = folder / f"{name_or_path}.yaml"
+            if candidate.is_file():
+                return candidate
+    also = f" (nor configs/eval/{name_or_path}.yaml)" if bare_name else ""
     raise FileNotFoundError(
-        f"protocol file {path} does not exist (nor configs/eval/{name_or_path}.yaml); pass the "
-        "path of a protocol YAML"
+        f"protocol file {path} does not exist{also}; pass the path of a protocol YAML"
     )
 
 

@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,9 +65,18 @@ def _read(path: str | os.PathLike) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(
-            f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); the file may "
-            "be truncated or not a PyTorch/safetensors checkpoint: download it again"
+            f"{path} is not a readable checkpoint ({_load_failure(error)}); the file may be "
+            "truncated or not a PyTorch/safetensors checkpoint: download it again"
         ) from error
+
+
+def _load_failure(error: Exception) -> str:
+    """Why a checkpoint did not load, in a few words. torch's refusal to unpickle anything but
+    tensors suggests ``weights_only=False``, which would run the file's code: not repeated."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "it is not a pickle of tensors only; other objects are never unpickled, for safety"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first[:200]}"
 
 
 def _as_state_dict(obj: object, source: str) -> StateDict:
@@ -193,7 +203,7 @@ def preset_name_conflict(path: str | os.PathLike, preset: str) -> str | None:
     The weights of ``dl3dv_256`` and ``general_512`` cannot be told apart (see the module
     docstring); their official file names can.
     """
-    name = str(path).lower()
+    name = Path(path).name.lower()  # the file's name: not the folders it lies in
     named = [p for p, word in _PRESET_WORDS.items() if word in name]
     if not named or preset in named:
         return None
@@ -270,13 +280,31 @@ def _load_strictly(
 _FOLDER_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
+def local_folder(path: str | os.PathLike, what: str = "model folder") -> Path:
+    """``path`` as an existing local folder, else a one-line FileNotFoundError (or
+    NotADirectoryError) saying so. Models are read from local folders only: a name that is not
+    a folder here is never looked up on the Hugging Face Hub (call this before diffusers'
+    ``from_pretrained``, which would try the Hub first)."""
+    folder = Path(path)
+    if folder.is_file():
+        raise NotADirectoryError(
+            f"{what} {folder} is a file; give the folder written by save_pretrained (an official "
+            "model.pt loads with from_original_checkpoint or `lagernvs convert`)"
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{what} {folder} does not exist; give a local folder written by save_pretrained "
+            "(models are never downloaded)"
+        )
+    return folder
+
+
 def _folder_config(folder: Path, model_class: type) -> dict[str, Any]:
     """The constructor arguments in ``folder/config.json`` (checked against ``model_class``)."""
-    config_file = folder / "config.json"
+    config_file = local_folder(folder) / "config.json"
     if not config_file.is_file():
-        kind = "does not exist" if not folder.exists() else "holds no config.json"
         raise FileNotFoundError(
-            f"model folder {folder} {kind}; give a folder written by save_pretrained "
+            f"model folder {folder} holds no config.json; give a folder written by save_pretrained "
             "(e.g. RUN/model of `lagernvs train`)"
         )
     try:

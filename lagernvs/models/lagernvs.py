@@ -13,7 +13,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from .checkpoints import load_original_state_dict, load_original_weights
+from .checkpoints import load_original_state_dict, load_original_weights, local_folder
 from .encoder import Aggregator, Reconstructor
 from .fast import fast_renderer
 from .presets import preset_config
@@ -130,6 +130,15 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         """Default render size (H, W) of this model."""
         height, width = self.config.image_size
         return int(height), int(width)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> LagerNVSModel:
+        """Load a ``save_pretrained`` folder (``subfolder`` as in diffusers); local only, like
+        :meth:`LagerNVSPipeline.from_pretrained`."""
+        local_folder(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> LagerNVSModel:

@@ -13,7 +13,10 @@ A spec is one of
   and smoke runs — it is spelled out so that nobody benchmarks random weights by accident).
 
 Folders are read locally only (``local_files_only``): a missing path is reported as missing, never
-looked up on the Hugging Face Hub. Every refusal is a one-line ValueError or FileNotFoundError.
+looked up on the Hugging Face Hub. Their networks are loaded strictly
+(:func:`~lagernvs.models.checkpoints.load_pretrained_model`): weights that disagree with the
+folder's ``config.json``, or that are not finite, are refused instead of diffusers' warning.
+Every refusal is a one-line ValueError or FileNotFoundError.
 
 ``vggt_weights`` attaches a camera estimator (VGGT-1B's ``model.pt``) to any of them, for
 ``source_cameras="estimate"``; a pipeline saved with one brings it back by itself.
@@ -21,8 +24,10 @@ looked up on the Hugging Face Hub. Every refusal is a one-line ValueError or Fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +58,20 @@ SPEC_HELP = (
     "'preset:NAME' for random weights"
 )
 MODEL_CLASS = "LagerNVSModel"
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide diffusers' "Loading pipeline components" bar (commands print one line each)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    shown = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            diffusers_logging.enable_progress_bar()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -98,7 +117,8 @@ def demo_pipeline(
             f"the bundled demo model is missing from {DEMO_MODEL_DIR}; reinstall lagernvs or "
             "rebuild it with scripts/train_demo_model.py"
         )
-    pipe = LagerNVSPipeline.from_pretrained(DEMO_MODEL_DIR, local_files_only=True)
+    with _quiet_loading():
+        pipe = LagerNVSPipeline.from_pretrained(DEMO_MODEL_DIR, local_files_only=True)
     has_denoiser = (DEMO_DENOISER_DIR / "denoiser" / "config.json").is_file()
     if with_denoiser or (with_denoiser is None and has_denoiser):
         from diffusers import DDIMScheduler
@@ -127,25 +147,47 @@ def _model_class(config_file: Path) -> str | None:
     return config.get("_class_name") if isinstance(config, dict) else None
 
 
-def _folder_pipeline(folder: Path, with_denoiser: bool | None) -> LagerNVSPipeline:
-    """A pipeline from a pipeline folder, a model folder or a run folder."""
+def _strict_components(folder: Path, with_denoiser: bool | None) -> dict[str, object]:
+    """The networks of pipeline folder ``folder``, loaded strictly (see
+    :func:`~lagernvs.models.checkpoints.load_pretrained_model`: diffusers would only warn about
+    weights that do not match the config); None for a denoiser that is not wanted."""
+    from lagernvs.diffusion import DenoisingRenderer
     from lagernvs.models import LagerNVSModel
+    from lagernvs.models.checkpoints import load_pretrained_model
+
+    components: dict[str, object] = {
+        "model": load_pretrained_model(folder / "model", LagerNVSModel)
+    }
+    if with_denoiser is False:
+        components |= {"denoiser": None, "scheduler": None}
+    elif (folder / "denoiser" / "config.json").is_file():
+        components["denoiser"] = load_pretrained_model(folder / "denoiser", DenoisingRenderer)
+    return components
+
+
+def _folder_pipeline(folder: Path, with_denoiser: bool | None) -> LagerNVSPipeline:
+    """A pipeline from a pipeline folder, a model folder or a run folder (weights strictly)."""
+    from lagernvs.models import LagerNVSModel
+    from lagernvs.models.checkpoints import load_pretrained_model
     from lagernvs.pipeline.pipeline import LagerNVSPipeline
 
     for candidate in (folder, folder / "pipeline"):
         if (candidate / "model_index.json").is_file():
-            skip = {"denoiser": None, "scheduler": None} if with_denoiser is False else {}
-            return LagerNVSPipeline.from_pretrained(candidate, local_files_only=True, **skip)
+            components = _strict_components(candidate, with_denoiser)
+            with _quiet_loading():
+                return LagerNVSPipeline.from_pretrained(
+                    candidate, local_files_only=True, **components
+                )
     for candidate in (folder, folder / "model"):
         config = candidate / "config.json"
         if config.is_file():
             name = _model_class(config)
-            if name != MODEL_CLASS:
+            if name is not None and name != MODEL_CLASS:
                 raise ValueError(
-                    f"{config} describes a {name or 'unreadable config'}, not a {MODEL_CLASS}; "
+                    f"{config} describes a {name}, not a {MODEL_CLASS}; "
                     f"give the model folder written by `lagernvs train` (RUN/model) or {SPEC_HELP}"
                 )
-            return LagerNVSPipeline(model=LagerNVSModel.from_pretrained(candidate))
+            return LagerNVSPipeline(model=load_pretrained_model(candidate, LagerNVSModel))
     raise FileNotFoundError(
         f"{folder} is not a saved pipeline or model: it holds no model_index.json (a pipeline "
         "folder), no config.json (a model folder written by `lagernvs train`) and no pipeline/ "
@@ -209,6 +251,8 @@ def load_pipeline(
     from lagernvs.models import PRESETS
     from lagernvs.pipeline.estimation import check_vggt_weights, load_camera_estimator
 
+    if not isinstance(spec, str | os.PathLike):
+        raise ValueError(f"model must be a string or a path, got {spec!r}; give {SPEC_HELP}")
     target = resolve_device(device)
     if vggt_weights is not None:
         check_vggt_weights(vggt_weights)

@@ -58,6 +58,7 @@ from lagernvs.diffusion.objective import (
     x0_to_model_output,
 )
 from lagernvs.models import LagerNVSModel, VGGTCameraEstimator
+from lagernvs.models.checkpoints import local_folder
 from lagernvs.pipeline.estimation import check_estimator, estimate_source_cameras, wants_estimate
 from lagernvs.pipeline.inputs import (
     Generator,
@@ -106,6 +107,16 @@ class LagerNVSPipeline(DiffusionPipeline):
         self.register_modules(
             model=model, denoiser=denoiser, scheduler=scheduler, camera_estimator=camera_estimator
         )
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> LagerNVSPipeline:
+        """Load a ``save_pretrained`` folder (diffusers' loader, ``torch_dtype`` / ``dtype``
+        included). Local only: LagerNVS weights are not on the Hub, so a folder that does not
+        exist is said to be missing at once instead of being looked up there."""
+        local_folder(pretrained_model_name_or_path, "pipeline folder")
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def from_original_checkpoint(

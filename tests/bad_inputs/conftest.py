@@ -1,25 +1,21 @@
-"""What the bad-input suite shares: tiny models and broken variants of them, inputs, and
-`run_cli`, which runs `lagernvs` in-process and checks what every refusal must be."""
+"""The bad-input suite's inputs: tiny models and broken variants of them, images, cameras and
+config files, made once per session (the checks are in bad_input_helpers.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bad_input_helpers import REPO_ROOT, TINY_EVAL, TINY_TRAIN  # noqa: F401
 from PIL import Image
 
 from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline
-from lagernvs.cli import main
-from lagernvs.data.synthetic import render_synthetic_scene
+from lagernvs.data.synthetic import render_synthetic_scene, write_synthetic_dataset
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY_TRAIN = REPO_ROOT / "configs" / "train" / "tiny.yaml"
-TINY_EVAL = REPO_ROOT / "configs" / "eval" / "tiny_synthetic.yaml"
 NAN_KEY = "renderer.tgt_norm.weight"
 
 
@@ -39,17 +35,18 @@ def _edit_config(folder: Path, **changes: object) -> Path:
     return folder
 
 
-def _save_png(pixels: np.ndarray, path: Path) -> str:
-    Image.fromarray(pixels).save(path)
-    return str(path)
-
-
 def _models(root: Path) -> dict[str, Path]:
     """Model folders and checkpoint files, good and broken."""
     model = tiny_model()
     LagerNVSPipeline(model=model).save_pretrained(root / "pipeline")
     model.save_pretrained(root / "model")
-    torch.save({"model": model.state_dict()}, root / "tiny.pt")
+    torch.save({"model": model.state_dict()}, root / "encoder_56.pt")
+    preset = LagerNVSModel.from_preset("tiny")  # what `--preset tiny` builds
+    torch.save({"model": preset.state_dict()}, root / "tiny.pt")
+    shutil.copy(root / "tiny.pt", root / "dl3dv_tiny.pt")
+    with torch.no_grad():
+        preset.get_parameter(NAN_KEY)[0] = float("inf")
+    torch.save({"model": preset.state_dict()}, root / "nan.pt")
     depth = model.config.renderer_depth
     for name, changes in {
         "fewer_blocks": {"renderer_depth": depth - 1},
@@ -65,7 +62,6 @@ def _models(root: Path) -> dict[str, Path]:
         model.get_parameter(NAN_KEY)[0] = float("nan")
     model.save_pretrained(root / "nan_model")
     LagerNVSPipeline(model=model).save_pretrained(root / "nan_pipeline")
-    torch.save({"model": model.state_dict()}, root / "nan.pt")
     shutil.copytree(root / "model", root / "no_weights")
     for weights in (root / "no_weights").glob("diffusion_pytorch_model.*"):
         weights.unlink()
@@ -76,26 +72,32 @@ def _models(root: Path) -> dict[str, Path]:
     return {p.name: p for p in root.iterdir()}
 
 
-def _images(root: Path) -> dict[str, Path | str]:
+def _images(root: Path) -> dict[str, Path]:
     """Two 40x48 source photos with their cameras, and broken images and cameras files."""
     render = render_synthetic_scene(5, num_frames=4, height=40, width=48, trajectory="arc")
-    found: dict[str, Path | str] = {}
     for index in (0, 3):
         pixels = (render.images[index].permute(1, 2, 0) * 255).round().byte().numpy()
-        found[f"view{index}"] = _save_png(pixels, root / f"view{index}.png")
+        Image.fromarray(pixels).save(root / f"view{index}.png")
     cameras = Cameras(render.c2w[[0, 3]], render.fxfycxcy[[0, 3]], (40, 48))
-    found["cameras"] = str(cameras.save(root / "cameras.json"))
+    cameras.save(root / "cameras.json")
     cameras[:1].save(root / "one_camera.json")
-    found["tiny_image"] = _save_png(np.zeros((1, 1, 3), np.uint8), root / "tiny.png")
-    found["thin_image"] = _save_png(np.zeros((4000, 10, 3), np.uint8), root / "thin.png")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(root / "tiny.png")
+    Image.fromarray(np.zeros((4000, 10, 3), np.uint8)).save(root / "thin.png")
     (root / "fake.png").write_text("a text file named .png")
-    (root / "truncated.png").write_bytes(Path(found["view0"]).read_bytes()[:60])
+    (root / "truncated.png").write_bytes((root / "view0.png").read_bytes()[:60])
     (root / "a_folder").mkdir()
     (root / "not_json.json").write_text("{cameras: oops")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(root / "square.png")
     record = cameras.to_dict()
     record["fxfycxcy"][0][0] = "wide"
     (root / "string_intrinsics.json").write_text(json.dumps(record))
-    return found | {p.name: p for p in root.iterdir() if p.name not in found}
+    record = cameras.to_dict()
+    record["c2w"][0][0][3] = float("nan")
+    (root / "nan_pose.json").write_text(json.dumps(record))
+    (root / "blender.json").write_text(json.dumps({**cameras.to_dict(), "convention": "blender"}))
+    write_synthetic_dataset(root / "re10k", 1, split="test", num_frames=4, height=32, width=32)
+    (scene,) = (root / "re10k" / "test" / "metadata").iterdir()
+    return {p.name: p for p in root.iterdir()} | {"scene": scene}
 
 
 def _configs(root: Path) -> dict[str, Path]:
@@ -111,51 +113,11 @@ def _configs(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def inputs(tmp_path_factory) -> dict[str, Path | str]:
+def inputs(tmp_path_factory) -> dict[str, Path]:
     """Every input file the suite refers to, by name (made once per session)."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    found: dict[str, Path | str] = {}
+    found: dict[str, Path] = {}
     for name, make in (("models", _models), ("images", _images), ("configs", _configs)):
         (root / name).mkdir()
         found |= make(root / name)
-    return found
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def snapshot(folder: Path) -> set[Path]:
-    """Every path under ``folder``."""
-    return set(folder.rglob("*")) if folder.exists() else set()
-
-
-def run_cli(argv: list[object], capsys) -> Result:
-    """``lagernvs ARGV`` in-process: its exit code (argparse's SystemExit included) and output."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
-
-
-def assert_refused(result: Result, command: str, message: str, code: int = 1) -> None:
-    """Exit ``code``, no traceback, and (exit 1) one stderr line ``lagernvs COMMAND: error:
-    ...`` holding ``message``; argparse errors (exit 2) end with ``error: ...message``."""
-    assert result.code == code, (result.code, result.err[-2000:])
-    assert "Traceback" not in result.err + result.out, result.err[-2000:]
-    lines = result.err.strip().splitlines()
-    assert lines, "nothing on stderr"
-    if code == 1:
-        assert len(lines) == 1 and lines[0].startswith(f"lagernvs {command}: error:"), lines
-    assert message in lines[-1], lines[-1]
-
-
-def assert_nothing_written(before: set[Path], folder: Path) -> None:
-    """No new file or folder under ``folder`` (no partial output under any name)."""
-    new = sorted(str(p.relative_to(folder)) for p in snapshot(folder) - before)
-    assert not new, new
+    return found | {"root": root}

@@ -85,8 +85,10 @@ def list_scenes(root: str | Path, format: str, split: str | None = None) -> list
     ``<batch>/<hash>``, others sub-folder paths (``"."`` when ``root`` itself is the scene).
     A folder holding several formats is listed under each of them."""
     root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"dataset root {root} does not exist")
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {root} is not a folder")
+        raise NotADirectoryError(f"dataset root {root} is a file; give the folder holding scenes")
     if format == "re10k":
         return list_re10k_scenes(root, split)
     if format == "dl3dv":

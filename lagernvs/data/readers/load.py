@@ -76,8 +76,7 @@ def _read(
     if format is None:
         if scene_id is not None:
             raise ValueError(
-                f"loading scene_id={scene_id!r} from a root needs {FORMAT_OPTION}, "
-                f"{FORMAT_CHOICES}"
+                f"loading scene_id={scene_id!r} from a root needs {FORMAT_OPTION}, {FORMAT_CHOICES}"
             )
         format = detect_format(path)  # noqa: A001
     if format not in SCENE_FORMATS:

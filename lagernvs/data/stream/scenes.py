@@ -56,7 +56,7 @@ def check_readable(urls: str | Path | Iterable[str | Path], what: str) -> None:
                 tar.next()
             return
         except (OSError, tarfile.TarError) as error:
-            first_error = first_error or f"{url}: {error}"
+            first_error = first_error or f"{url}: {' '.join(str(error).split())}"
     if local:
         raise StreamFailure(
             f"none of the {len(local)} shards of {what} can be read (first: {first_error}); "
