@@ -165,3 +165,52 @@ def test_load_vggt_weights_is_strict_on_the_aggregator() -> None:
         load_vggt_weights(LagerNVSModel.from_preset("tiny"), checkpoint)
     with pytest.raises(ValueError, match="no 'aggregator.\\*' keys"):
         load_vggt_weights(LagerNVSModel.from_preset("tiny"), {"camera_head.w": torch.zeros(1)})
+
+
+def _saved_tiny(folder: Path, **config_changes) -> Path:
+    """A tiny model saved with save_pretrained, its config.json then edited."""
+    torch.manual_seed(0)
+    LagerNVSModel.from_preset("tiny").save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, change in config_changes.items():
+        config[key] = change(config[key])
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"renderer_depth": lambda d: d - 1},
+            r"different models \(missing renderer\.renderer_core",
+        ),
+        ({"renderer_width": lambda w: 2 * w}, r"different models \(.*expected shape"),
+    ],
+)
+def test_from_pretrained_refuses_a_config_that_disagrees_with_its_weights(
+    tmp_path, change, message
+) -> None:
+    """diffusers would warn and initialise the missing blocks at random (or fail with a long
+    message); the API refuses in one line, as every command does."""
+    folder = _saved_tiny(tmp_path / "model", **change)
+    with pytest.raises(ValueError, match=message):
+        LagerNVSModel.from_pretrained(folder)
+
+
+def test_from_pretrained_refuses_non_finite_weights_and_loads_sound_ones(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = _saved_tiny(tmp_path / "model")
+    loaded = LagerNVSModel.from_pretrained(folder)
+    assert torch.equal(
+        loaded.renderer.tgt_norm.weight, torch.ones_like(loaded.renderer.tgt_norm.weight)
+    )
+    model, info = LagerNVSModel.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state["renderer.tgt_norm.weight"][0] = float("nan")
+    save_file(state, weights)
+    with pytest.raises(ValueError, match=r"non-finite weights .*renderer\.tgt_norm\.weight"):
+        LagerNVSModel.from_pretrained(folder)

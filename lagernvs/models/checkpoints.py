@@ -277,6 +277,26 @@ def _load_strictly(
     model.load_state_dict(converted, strict=True, assign=True)
 
 
+def check_loading_info(info: Mapping[str, list], source: str) -> None:
+    """Refuse what diffusers' ``from_pretrained`` only warns about (its ``output_loading_info``):
+    missing keys (initialised at random), unexpected keys (dropped) and load errors, named."""
+    problems = [
+        f"{label} {_listing([str(k) for k in info.get(key) or []])}"
+        for key, label in (
+            ("missing_keys", "missing"),
+            ("unexpected_keys", "unexpected"),
+            ("mismatched_keys", "mismatched"),
+            ("error_msgs", "errors:"),
+        )
+        if info.get(key)
+    ]
+    if problems:
+        raise ValueError(
+            f"{source}: its config.json and its weights come from different models "
+            f"({'; '.join(problems)}); save the model again"
+        )
+
+
 _FOLDER_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 

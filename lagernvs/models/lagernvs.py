@@ -13,7 +13,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from .checkpoints import load_original_state_dict, load_original_weights, local_folder
+from .checkpoints import (
+    check_finite,
+    check_loading_info,
+    load_original_state_dict,
+    load_original_weights,
+    local_folder,
+)
 from .encoder import Aggregator, Reconstructor
 from .fast import fast_renderer
 from .presets import preset_config
@@ -136,9 +142,29 @@ class LagerNVSModel(ModelMixin, ConfigMixin):
         cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
     ) -> LagerNVSModel:
         """Load a ``save_pretrained`` folder (``subfolder`` as in diffusers); local only, like
-        :meth:`LagerNVSPipeline.from_pretrained`."""
-        local_folder(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""))
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        :meth:`LagerNVSPipeline.from_pretrained`, and strict: weights that do not match the
+        config (missing, unexpected or misshapen keys) or are not finite are refused, where
+        diffusers would warn and initialise at random."""
+        folder = local_folder(
+            os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        )
+        source = f"model folder {folder}"
+        wants_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, output_loading_info=True, **kwargs
+            )
+        except ValueError as error:
+            if "expected shape" not in str(error):
+                raise
+            reason = str(error).split(". ")[0].replace("Cannot load  because ", "")
+            raise ValueError(
+                f"{source}: its config.json and its weights come from different models "
+                f"({reason}); save the model again"
+            ) from None
+        check_loading_info(info, source)
+        check_finite(model.state_dict(), source)
+        return (model, info) if wants_info else model
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> LagerNVSModel:
