@@ -1,6 +1,6 @@
 """Fine-tune and package the bundled demo denoiser, reproducibly.
 
-    OMP_NUM_THREADS=1 python scripts/train_demo_denoiser.py [--run-dir runs/demo-denoiser]
+    OMP_NUM_THREADS=2 python scripts/train_demo_denoiser.py [--run-dir runs/demo-denoiser]
         [--set key=value ...]
 
 1. Fine-tunes the renderer of the bundled demo model (``lagernvs/assets/demo_model``, encoder
@@ -117,7 +117,7 @@ def main() -> None:
     write_picture(args.run_dir / "sampled-demo" / "overview_sampled.png")
     record = {
         "config": "configs/train/denoiser_demo.yaml",
-        "command": "OMP_NUM_THREADS=1 python scripts/train_demo_denoiser.py",
+        "command": "OMP_NUM_THREADS=2 python scripts/train_demo_denoiser.py",
         "resolved_config": to_dict(config),
         "steps": state.step,
         "skipped_steps": state.skipped_steps,

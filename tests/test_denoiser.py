@@ -128,7 +128,7 @@ def test_copies_use_their_own_conditioning() -> None:
     with torch.no_grad():
         expected = denoiser(noisy, 10, rays, scene)
         twin(noisy, 700, rays, scene)
-        again = denoiser(noisy, 10, rays, denoiser(scene, mode="prepare"))
+        again = denoiser(noisy, 10, rays, denoiser.prepare_scene(scene))
     torch.testing.assert_close(again, expected)
 
 
@@ -139,8 +139,8 @@ def test_a_prepared_scene_gives_the_same_prediction(attention_type: str) -> None
     scene, rays = inputs(model.config.renderer_width)
     noisy = torch.randn(B, T, 3, HW, HW)
     with torch.no_grad():
-        prepared = denoiser(scene, mode="prepare")
-        null = denoiser(scene, drop_scene=True, mode="prepare")
+        prepared = denoiser.prepare_scene(scene)
+        null = denoiser.prepare_scene(scene, drop_scene=True)
         torch.testing.assert_close(
             denoiser(noisy, 30, rays, prepared), denoiser(noisy, 30, rays, scene), atol=0, rtol=0
         )
@@ -226,17 +226,15 @@ def test_the_inner_renderer_alone_is_the_deterministic_renderer() -> None:
         )
 
 
-def test_bad_modes_raise_clear_errors() -> None:
+def test_bad_scene_inputs_raise_clear_errors() -> None:
     model = tiny_model("cross_attention")
     denoiser = DenoisingRenderer.from_renderer(model)
     scene, rays = inputs(model.config.renderer_width)
     noisy = torch.randn(B, T, 3, HW, HW)
-    with pytest.raises(ValueError, match="unknown denoiser mode 'encode'"):
-        denoiser(scene, mode="encode")
     with pytest.raises(ValueError, match="drop_scene applies to scene tokens"):
-        denoiser(noisy, 5, rays, denoiser(scene, mode="prepare"), drop_scene=True)
+        denoiser(noisy, 5, rays, denoiser.prepare_scene(scene), drop_scene=True)
     with pytest.raises(ValueError, match="scene_tokens must be"):
-        denoiser(scene[0], mode="prepare")
+        denoiser.prepare_scene(scene[0])
 
 
 # Numerics of saved denoisers. tests/data/denoiser_reference.safetensors holds the outputs of

@@ -2,11 +2,11 @@
 
 On scenes of the synthetic "modes" family, where it is known which target pixels the source
 views see and what every plausible completion of the rest is, samples of extrapolated views must
-vary more in unseen pixels than in seen ones, and stay close to the ground truth in seen pixels.
-The goals of the sampled demo (mode error <= 0.6x deterministic, 2x spread, coverage >= 0.5) are
-not reached by the bundled denoiser yet (README, "The sampled demo"); these are the bars it
-meets. Runs the sampled part of the demo (``lagernvs demo --mode
-sampled``) on the bundled demo model (frozen encoder) and the demo denoiser fine-tuned from it
+vary more in unseen pixels than in seen ones, commit to different alternatives there, and stay
+close to the ground truth in seen pixels. Of the sampled demo's goals the bundled denoiser meets
+spread >= 2x and coverage >= 0.5; mode error <= 0.6x deterministic and seen PSNR within 1.5 dB
+are not reached yet (README, "The sampled demo"), and the tests hold it to the bars it meets.
+Runs the sampled part of the demo (``lagernvs demo --mode sampled``) on the bundled demo model (frozen encoder) and the demo denoiser fine-tuned from it
 (``lagernvs/assets/demo_denoiser``, see its ``training.json``).
 """
 
@@ -40,23 +40,33 @@ def sampled_demo(tmp_path_factory) -> dict:
 
 
 def test_samples_vary_in_unseen_pixels_and_match_the_truth_in_seen_ones(sampled_demo) -> None:
-    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.023 in seen vs
-    0.030 in unseen pixels (1.29x); seen-pixel PSNR 16.9 dB sampled vs 18.6 deterministic."""
+    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.046 in seen vs
+    0.112 in unseen pixels (2.44x); seen-pixel PSNR 18.82 dB sampled vs 20.72 deterministic."""
     mean = sampled_demo
     assert mean["unseen_fraction"] > 0.1, mean  # the targets do reach unseen surfaces
-    assert mean["spread_unseen"] > 1.25 * mean["spread_seen"], mean
-    assert mean["spread_unseen"] > 0.01, mean  # the samples do differ where nothing was seen
-    assert mean["psnr_seen"] > 15.0, mean
-    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 2.5, mean
+    assert mean["spread_unseen"] >= 2 * mean["spread_seen"], mean
+    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 2.2, mean
 
 
-def test_mode_metrics_are_reported_per_scene_and_consistent(sampled_demo) -> None:
-    """Measured: mode error 0.157 sampled vs 0.144 deterministic, coverage 0.33 (one of the
-    three alternatives per scene)."""
+def test_samples_commit_to_different_alternatives(sampled_demo) -> None:
+    """Measured: mode error 0.116 sampled vs 0.136 deterministic (0.85x), coverage 0.73 (most
+    targets get two or three of the three alternatives across 6 samples)."""
     mean, k = sampled_demo, sampled_demo["num_alternatives"]
     assert k == 3 and len(mean["per_scene"]) == mean["scenes"]
     for row in mean["per_scene"]:
         chosen = [c for target in row["chosen_alternatives"] for c in target]
         assert len(chosen) == 2 * mean["num_samples"] and set(chosen) <= set(range(k))
         assert 1 / k <= row["mode_coverage"] <= 1
-    assert 0 < mean["mode_error_sampled"] < 1 and 0 < mean["mode_error_deterministic"] < 1
+    assert mean["mode_coverage"] >= 0.5, mean
+    assert mean["mode_error_sampled"] < 0.92 * mean["mode_error_deterministic"], mean
+
+
+def test_bundled_model_and_denoiser_fit_the_budget_with_4x4_patches() -> None:
+    """The sampled demo's networks: renderer patch 4 (8x8 patches made blocky samples) and at
+    most 30 MB together."""
+    model = json.loads((DEMO_MODEL_DIR / "model" / "config.json").read_text())
+    denoiser = json.loads((DEMO_DENOISER_DIR / "denoiser" / "config.json").read_text())
+    assert model["patch_size"] == denoiser["patch_size"] == 4
+    assert model["image_size"] == [64, 64]
+    files = [p for folder in (DEMO_MODEL_DIR, DEMO_DENOISER_DIR) for p in folder.rglob("*")]
+    assert sum(p.stat().st_size for p in files if p.is_file()) <= 30 * 10**6

@@ -17,10 +17,12 @@ from lagernvs.data.readers import load_scene
 from lagernvs.data.synthetic import (
     MODE_COLORS,
     NUM_MODES,
+    PATTERNS,
     alternative_texture,
     hidden_mask,
     render_modes_scene,
     render_synthetic_scene,
+    smooth_materials,
     unproject_depth,
     write_synthetic_dataset,
 )
@@ -101,6 +103,23 @@ def test_same_world_as_the_default_family_and_textures_are_the_fixed_set(scene) 
         render_modes_scene(seed=1, num_frames=4, height=H, width=W, sources=(3, 6))
     mask = hidden_mask(scene.depth, scene.c2w, scene.fxfycxcy, [0])
     assert not mask[0].any() and mask.any()
+
+
+def test_seen_surfaces_are_smooth_gradients_of_the_same_geometry(scene) -> None:
+    """The family keeps the default world's geometry and colours but makes every material a slow
+    gradient, so neighbouring seen pixels differ much less than with checkers and stripes."""
+    plain = render_synthetic_scene(seed=11, num_frames=10, height=H, width=W)
+    assert torch.equal(plain.world.colors_a, scene.world.colors_a)
+    assert (scene.world.patterns == PATTERNS.index("gradient")).all()
+    assert bool((scene.world.frequencies < 0.5 + 1e-9).all())
+    smooth = smooth_materials(plain.world, 11)
+    assert torch.equal(smooth.frequencies, scene.world.frequencies)
+    seen = ~scene.hidden[:, :, 1:] & ~scene.hidden[:, :, :-1]
+
+    def mean_step(images: torch.Tensor) -> float:  # between horizontal neighbours, seen pixels
+        return float((images[..., 1:] - images[..., :-1]).abs().amax(dim=1)[seen].mean())
+
+    assert mean_step(scene.images) < 0.5 * mean_step(plain.images)
 
 
 def test_written_modes_dataset_keeps_the_alternatives(tmp_path) -> None:

@@ -126,6 +126,10 @@ class Cameras:
         validate: bool = True,
     ) -> None:
         c2w = _float_tensor(c2w, "c2w")
+        if c2w.numel() == 0 and c2w.dim() < 3:
+            raise ValueError(
+                "c2w holds no cameras; give at least one (4, 4) camera-to-world matrix"
+            )
         if c2w.dim() == 2:
             c2w = c2w[None]
         if c2w.dim() == 3 and c2w.shape[-2:] == (3, 4):

@@ -35,20 +35,21 @@ The modulation is passed explicitly: :meth:`DenoisingRenderer.forward` computes 
 tokens and one modulation tensor per block (:class:`~lagernvs.models.renderer.Modulation`) and
 hands them to :meth:`Renderer.render_views <lagernvs.models.renderer.Renderer.render_views>`, so
 the renderer runs as a plain function of its inputs (gradient checkpointing included) and
-copies of a denoiser share nothing. ``forward`` is the denoiser's one entry point (accelerate's
-offload hooks wrap it): ``mode="denoise"`` predicts, ``mode="prepare"`` prepares a scene once for
-many predictions.
+copies of a denoiser share nothing. Its two entry points are those accelerate's offload hooks see,
+as for :class:`~lagernvs.models.LagerNVSModel`: ``forward`` predicts and ``prepare_scene``
+(wrapped by diffusers' ``apply_forward_hook``) prepares a scene once for many predictions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import Tensor, nn
 
 from lagernvs.diffusion.objective import PREDICTION_TYPES
@@ -64,14 +65,12 @@ from lagernvs.models.renderer import (
 )
 
 IMAGE_CHANNELS = 3
-DENOISER_MODES = ("denoise", "prepare")
-DenoiserMode = Literal["denoise", "prepare"]
 
 
 @dataclass(frozen=True)
 class PreparedScene:
-    """A scene made ready for many predictions (``mode="prepare"``): the renderer's per-scene
-    cache (e.g. cross-attention keys/values) of the scene or of the null scene."""
+    """A scene made ready for many predictions (:meth:`DenoisingRenderer.prepare_scene`): the
+    renderer's per-scene cache (e.g. cross-attention keys/values) of the scene or null scene."""
 
     cache: Any
 
@@ -167,31 +166,16 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ entry point
 
-    def forward(self, *inputs: Any, mode: DenoiserMode = "denoise", **options: Any) -> Any:
-        """The denoiser's one entry point (what accelerate's offload hooks wrap), by ``mode``.
-
-        ``mode="denoise"`` (default): ``(noisy_images, timesteps, target_rays, scene,
-        drop_scene=None)`` -> the clean image (B, T, 3, H, W) in [-1, 1].
-
-        * noisy_images: (B, T, 3, H, W) noisy target images (diffusion range);
-        * timesteps: a number, (B,) or (B, T) timesteps of the noise schedule;
-        * target_rays: (B, T, 6, H, W) Plücker ray maps;
-        * scene: scene tokens (B, V, Np, W) from the frozen encoder, or a :class:`PreparedScene`
-          (``mode="prepare"``) to skip preparing the same scene at every step;
-        * drop_scene: with scene tokens, a bool or (B,) bool tensor: swap the chosen samples'
-          scenes for the learned null scene (classifier-free guidance's unconditional branch).
-
-        ``mode="prepare"``: ``(scene_tokens, drop_scene=None)`` -> a :class:`PreparedScene`.
-        """
-        if mode == "denoise":
-            return self._denoise(*inputs, **options)
-        if mode == "prepare":
-            return self._prepare(*inputs, **options)
-        raise ValueError(f"unknown denoiser mode {mode!r}; choose one of {DENOISER_MODES}")
-
-    def _prepare(
+    @apply_forward_hook
+    def prepare_scene(
         self, scene_tokens: Tensor, drop_scene: Tensor | bool | None = None
     ) -> PreparedScene:
+        """Prepare scene tokens (B, V, Np, W) from the frozen encoder once for many predictions.
+
+        ``drop_scene`` (a bool or (B,) bool tensor) swaps the chosen samples' scenes for the
+        learned null scene (classifier-free guidance's unconditional branch). Wrapped by
+        ``apply_forward_hook`` so that accelerate's offload hooks see this entry point too.
+        """
         width = self.config.width
         if (
             not isinstance(scene_tokens, Tensor)
@@ -207,7 +191,7 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
             scene_tokens = torch.where(mask, null, scene_tokens)
         return PreparedScene(self.renderer.prepare_scene(scene_tokens))
 
-    def _denoise(
+    def forward(
         self,
         noisy_images: Tensor,
         timesteps: Tensor | float,
@@ -215,12 +199,21 @@ class DenoisingRenderer(ModelMixin, ConfigMixin):
         scene: Tensor | PreparedScene,
         drop_scene: Tensor | bool | None = None,
     ) -> Tensor:
+        """Predict the clean image (B, T, 3, H, W) in [-1, 1].
+
+        * noisy_images: (B, T, 3, H, W) noisy target images (diffusion range);
+        * timesteps: a number, (B,) or (B, T) timesteps of the noise schedule;
+        * target_rays: (B, T, 6, H, W) Plücker ray maps;
+        * scene: scene tokens (B, V, Np, W) from the frozen encoder, or a :class:`PreparedScene`
+          (:meth:`prepare_scene`) to skip preparing the same scene at every step;
+        * drop_scene: with scene tokens, as in :meth:`prepare_scene`.
+        """
         self._check_inputs(noisy_images, target_rays)
         if isinstance(scene, PreparedScene):
             if drop_scene is not None:
                 raise ValueError("drop_scene applies to scene tokens; prepare the null scene")
         else:
-            scene = self._prepare(scene, drop_scene)
+            scene = self.prepare_scene(scene, drop_scene)
         batch, targets = target_rays.shape[:2]
         timesteps = torch.as_tensor(timesteps, device=target_rays.device)
         if timesteps.dim() == 1:

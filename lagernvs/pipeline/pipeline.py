@@ -336,10 +336,10 @@ class LagerNVSPipeline(DiffusionPipeline):
 
         # 3. The scene (and the null scene for guidance), prepared once for every step.
         tokens = scene.scene_tokens.to(device, self.denoiser.dtype)
-        conditional = self.denoiser(tokens, mode="prepare")
+        conditional = self.denoiser.prepare_scene(tokens)
         unconditional = None
         if options.guidance_scale != 1:
-            unconditional = self.denoiser(tokens, drop_scene=True, mode="prepare")
+            unconditional = self.denoiser.prepare_scene(tokens, drop_scene=True)
         rays = rays.to(self.denoiser.dtype).repeat(count, 1, 1, 1)[None]  # (1, S*T, 6, H, W)
 
         # 4. Denoising: predict x0 (conditional and unconditional), combine, step.

@@ -94,6 +94,8 @@ def _images(root: Path) -> dict[str, Path]:
     record = cameras.to_dict()
     record["c2w"][0][0][3] = float("nan")
     (root / "nan_pose.json").write_text(json.dumps(record))
+    empty = {**cameras.to_dict(), "c2w": [], "fxfycxcy": [], "image_sizes": []}
+    (root / "empty_cameras.json").write_text(json.dumps(empty))
     (root / "blender.json").write_text(json.dumps({**cameras.to_dict(), "convention": "blender"}))
     write_synthetic_dataset(root / "re10k", 1, split="test", num_frames=4, height=32, width=32)
     (scene,) = (root / "re10k" / "test" / "metadata").iterdir()

@@ -48,6 +48,7 @@ RENDER = [
     ("cameras-not-json", [*IMAGES, "--cameras", "{not_json.json}"], "not valid JSON", 1),
     ("string-intrinsics", [*IMAGES, "--cameras", "{string_intrinsics.json}"], "'wide'", 1),
     ("cameras-count", [*IMAGES, "--cameras", "{one_camera.json}"], "holds 1 cameras for 2", 1),
+    ("empty-cameras", [*IMAGES, "--cameras", "{empty_cameras.json}"], "holds no cameras", 1),
     ("folder-as-cameras", [*IMAGES, "--cameras", "{a_folder}"], "is a folder", 1),
     ("missing-vggt", [*IMAGES, "--vggt-weights", "{tmp}/vggt.pt"], "do not exist", 1),
     ("cameras-and-vggt", [*POSED, "--vggt-weights", "{tiny.pt}"], "not both", 1),

@@ -24,6 +24,7 @@ from lagernvs.data.synthetic.modes import (
     alternative_texture,
     hidden_mask,
     render_modes_scene,
+    smooth_materials,
 )
 from lagernvs.data.synthetic.raycast import RayHits, cast_rays, shading
 from lagernvs.data.synthetic.render import (
@@ -70,6 +71,7 @@ __all__ = [
     "render_synthetic_scene",
     "render_world_views",
     "shading",
+    "smooth_materials",
     "unproject_depth",
     "visibility_mask",
     "write_synthetic_dataset",

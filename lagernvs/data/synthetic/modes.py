@@ -4,11 +4,14 @@ Each scene has designated source frames (the context views of the sampled demo a
 extrapolation benchmark). Every surface point that no source frame sees (depth-based
 visibility, :func:`~lagernvs.data.synthetic.visibility_mask`: a property of the 3D point, so the
 same from every camera) carries one of ``NUM_MODES`` alternative textures; everything the
-sources see keeps the world's own textures. The alternatives are a fixed set for all scenes:
-one clearly different hue each, with a low-frequency brightness pattern (a solid texture of the
-world point), Lambertian-shaded like the rest. So what the sources never saw has exactly K
-plausible completions, and even a blurry prediction is much closer to one of them than to
-their average, which is what a regression (MSE) renderer predicts there.
+sources see keeps the world's own materials, made smooth (:func:`smooth_materials`: slow
+gradients instead of checkers and stripes, so that what the sources saw can be rendered sharply
+by a small model and what they did not see is the only real uncertainty). The alternatives are
+a fixed set for all scenes: one clearly different hue each, with a low-frequency brightness
+pattern (a solid texture of the world point), Lambertian-shaded like the rest. So what the
+sources never saw has exactly K plausible completions, and even a blurry prediction is much
+closer to one of them than to their average, which is what a regression (MSE) renderer predicts
+there.
 
 A scene draws the alternative its images show; :func:`render_modes_scene` renders all of them
 (``alternatives``: (K, N, 3, H, W)) with the mask of hidden pixels, so a prediction can be scored
@@ -19,6 +22,7 @@ the sources look at much that the sources do not see.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -29,7 +33,7 @@ from torch import Tensor
 from lagernvs.data.synthetic.raycast import shading
 from lagernvs.data.synthetic.render import cast_world_views, draw_cameras
 from lagernvs.data.synthetic.visibility import visibility_mask
-from lagernvs.data.synthetic.world import SyntheticWorld, make_world, seeded_rng
+from lagernvs.data.synthetic.world import PATTERNS, SyntheticWorld, make_world, seeded_rng
 
 __all__ = [
     "MODE_COLORS",
@@ -41,6 +45,7 @@ __all__ = [
     "alternative_texture",
     "hidden_mask",
     "render_modes_scene",
+    "smooth_materials",
 ]
 
 MODE_COLORS = ((0.92, 0.26, 0.18), (0.22, 0.80, 0.26), (0.22, 0.38, 0.96))
@@ -53,6 +58,8 @@ MODE_PAN = (0.6, 1.0)  # radians the views turn over a trajectory (magnitude, ra
 _PATTERN_DIRECTIONS = ((1.0, 1.0, 0.6), (1.0, -1.0, 0.6), (-0.3, 1.0, -1.0))
 _PATTERN_FREQUENCY = 0.6  # cycles per metre
 _PATTERN_DEPTH = 0.3  # the pattern darkens the hue by up to this fraction
+_GRADIENT = PATTERNS.index("gradient")
+_SMOOTH_FREQUENCIES = (0.15, 0.5)  # gradient periods of 8 to 27 m: a slow shift between 2 colours
 
 
 class ModesRender(NamedTuple):
@@ -83,6 +90,17 @@ def alternative_texture(points: Tensor, mode: int) -> Tensor:
     return points.new_tensor(MODE_COLORS[mode]) * brightness[..., None]
 
 
+def smooth_materials(world: SyntheticWorld, seed: int) -> SyntheticWorld:
+    """`world` with every material a slow gradient between its two colours (stream 3 of `seed`)."""
+    count = world.patterns.shape[0]
+    frequencies = seeded_rng(seed, 3).uniform(*_SMOOTH_FREQUENCIES, count)
+    return dataclasses.replace(
+        world,
+        patterns=torch.full_like(world.patterns, _GRADIENT),
+        frequencies=torch.as_tensor(frequencies, dtype=world.frequencies.dtype),
+    )
+
+
 def hidden_mask(depth: Tensor, c2w: Tensor, fxfycxcy: Tensor, sources: Sequence[int]) -> Tensor:
     """(N, H, W) bool: pixels of N frames (depth (N, H, W)) that no source frame sees."""
     index = list(sources)
@@ -107,9 +125,9 @@ def render_modes_scene(
 ) -> ModesRender:
     """Draw modes scene `seed` and render its frames with every alternative.
 
-    The world and the trajectory (before panning) are those of
+    The geometry and the trajectory (before panning) are those of
     :func:`~lagernvs.data.synthetic.render_synthetic_scene` with the same seed; the pan, the
-    scene's alternative and nothing else come from further streams of the seed.
+    scene's alternative and the smooth materials come from further streams of the seed.
     """
     sources = tuple(int(s) for s in sources)
     if not sources or not all(0 <= s < num_frames for s in sources):
@@ -120,7 +138,7 @@ def render_modes_scene(
     pan = float(rng.uniform(*MODE_PAN) * rng.choice([-1.0, 1.0]))
     mode = int(rng.integers(NUM_MODES))
     c2w, fxfycxcy = draw_cameras(seed, num_frames, height, width, trajectory, fov_degrees, pan)
-    world = make_world(seed, c2w[:, :3, 3].numpy())
+    world = smooth_materials(make_world(seed, c2w[:, :3, 3].numpy()), seed)
     hits, depth = cast_world_views(world, c2w, fxfycxcy, height, width)
     hidden = hidden_mask(depth, c2w, fxfycxcy, sources)
     shade = shading(world, hits.normals)
