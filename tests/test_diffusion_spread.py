@@ -6,8 +6,9 @@ vary more in unseen pixels than in seen ones, commit to different alternatives t
 close to the ground truth in seen pixels. Of the sampled demo's goals the bundled denoiser meets
 spread >= 2x and coverage >= 0.5; mode error <= 0.6x deterministic and seen PSNR within 1.5 dB
 are not reached yet (README, "The sampled demo"), and the tests hold it to the bars it meets.
-Runs the sampled part of the demo (``lagernvs demo --mode sampled``) on the bundled demo model (frozen encoder) and the demo denoiser fine-tuned from it
-(``lagernvs/assets/demo_denoiser``, see its ``training.json``).
+Runs the sampled part of the demo (``lagernvs demo --mode sampled``) on the bundled demo model
+(frozen encoder) and the demo denoiser fine-tuned from it (``lagernvs/assets/demo_denoiser``, see
+its ``training.json``).
 """
 
 from __future__ import annotations
