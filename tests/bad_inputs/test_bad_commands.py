@@ -104,7 +104,7 @@ CASES = [
      "at least one positive value", 1),
     ("bench-size-too-big", ["bench", "speed", "--model", "demo", "--sizes", "800000"],
      "--sizes 800000 is above 4096", 1),
-    ("bench-size-off-grid", ["bench", "speed", "--model", "demo", "--sizes", "60"],
+    ("bench-size-off-grid", ["bench", "speed", "--model", "demo", "--sizes", "62"],
      "multiples of the patch size", 1),
     ("bench-zero-views", ["bench", "speed", "--model", "demo", "--views", "0"],
      "at least one positive value", 1),
