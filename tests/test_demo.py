@@ -25,7 +25,7 @@ def test_bundled_assets_are_small_safetensors_and_held_out_scenes():
 
 
 def test_demo_pipeline_renders_the_bundled_scenes(tmp_path):
-    """Measured (``lagernvs/assets/demo_model/training.json``): PSNR 22.97 / SSIM 0.780; the
+    """Measured (``lagernvs/assets/demo_model/training.json``): PSNR 22.75 / SSIM 0.777; the
     nearest source view scores 25.83 / 0.837 on these smooth scenes one frame from a source (the
     README says so); the same network untrained scores 11.2 dB / 0.585."""
     pipe = lagernvs.demo_pipeline()

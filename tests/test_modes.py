@@ -15,10 +15,12 @@ from lagernvs.config import from_dict
 from lagernvs.data.config import DataConfig
 from lagernvs.data.readers import load_scene
 from lagernvs.data.synthetic import (
+    MIN_SHOWN_FRACTION,
     MODE_COLORS,
     NUM_MODES,
     PATTERNS,
     alternative_texture,
+    cast_world_views,
     hidden_mask,
     render_modes_scene,
     render_synthetic_scene,
@@ -89,7 +91,7 @@ def test_extrapolated_frames_look_at_much_that_the_sources_do_not_see() -> None:
 
 def test_same_world_as_the_default_family_and_textures_are_the_fixed_set(scene) -> None:
     plain = render_synthetic_scene(seed=11, num_frames=10, height=H, width=W)
-    assert torch.equal(plain.world.spheres, scene.world.spheres)
+    assert _is_subset(scene.world.spheres, plain.world.spheres)  # less the ones no source shows
     assert torch.allclose(plain.c2w[:, :3, 3], scene.c2w[:, :3, 3])  # same path, panned views
     assert not torch.allclose(plain.c2w[0, :3, :3], scene.c2w[0, :3, :3])
     points = torch.randn(5, 3, dtype=torch.float64)
@@ -109,17 +111,49 @@ def test_seen_surfaces_are_smooth_gradients_of_the_same_geometry(scene) -> None:
     """The family keeps the default world's geometry and colours but makes every material a slow
     gradient, so neighbouring seen pixels differ much less than with checkers and stripes."""
     plain = render_synthetic_scene(seed=11, num_frames=10, height=H, width=W)
-    assert torch.equal(plain.world.colors_a, scene.world.colors_a)
+    assert _is_subset(scene.world.colors_a, plain.world.colors_a)
     assert (scene.world.patterns == PATTERNS.index("gradient")).all()
     assert bool((scene.world.frequencies < 0.5 + 1e-9).all())
     smooth = smooth_materials(plain.world, 11)
-    assert torch.equal(smooth.frequencies, scene.world.frequencies)
+    assert _is_subset(scene.world.frequencies[:, None], smooth.frequencies[:, None])
     seen = ~scene.hidden[:, :, 1:] & ~scene.hidden[:, :, :-1]
 
     def mean_step(images: torch.Tensor) -> float:  # between horizontal neighbours, seen pixels
         return float((images[..., 1:] - images[..., :-1]).abs().amax(dim=1)[seen].mean())
 
     assert mean_step(scene.images) < 0.5 * mean_step(plain.images)
+
+
+def _is_subset(rows: torch.Tensor, of: torch.Tensor) -> bool:
+    """Every row of `rows` (R, C) is a row of `of`, in the same order."""
+    matches = [int(i) for row in rows for i in (of == row).all(dim=1).nonzero()[:1].flatten()]
+    return len(matches) == len(rows) and matches == sorted(matches)
+
+
+def test_objects_no_source_shows_are_dropped() -> None:
+    """What no source saw must have only the K alternatives as its uncertainty: an object the
+    sources never show (whose very presence nothing could tell) is not in the scene, every
+    object left is shown by a source, and the sources' views are those of the full world."""
+    dropped = 0
+    for seed in range(8):
+        scene = render_modes_scene(seed, height=H, width=W)
+        full = render_synthetic_scene(seed, num_frames=10, height=H, width=W).world
+        full = smooth_materials(full, seed)
+        sources = list(scene.sources)
+        c2w, fxfycxcy = scene.c2w[sources], scene.fxfycxcy[sources]
+        kept = scene.world.spheres.shape[0] + scene.world.box_centers.shape[0]
+        total = full.spheres.shape[0] + full.box_centers.shape[0]
+        dropped += total - kept
+        assert _is_subset(scene.world.spheres, full.spheres)
+        assert _is_subset(scene.world.box_centers, full.box_centers)
+        shown = cast_world_views(scene.world, c2w, fxfycxcy, H, W)[0].objects
+        pixels = torch.bincount(shown.flatten(), minlength=kept + 1)[1:]
+        assert bool((pixels >= MIN_SHOWN_FRACTION * H * W).all()), (seed, pixels)
+        before = cast_world_views(full, c2w, fxfycxcy, H, W)[0].colors
+        after = cast_world_views(scene.world, c2w, fxfycxcy, H, W)[0].colors
+        changed = (before - after).abs().amax(dim=-1) > 1e-6
+        assert int(changed.sum()) <= (total - kept) * MIN_SHOWN_FRACTION * H * W
+    assert dropped > 0  # the rule matters: panned targets do look at objects no source shows
 
 
 def test_written_modes_dataset_keeps_the_alternatives(tmp_path) -> None:

@@ -16,12 +16,14 @@ Conventions: OpenCV cameras (x right, y down, z forward), camera-to-world `c2w` 
 
 from lagernvs.data.synthetic.dataset import FAMILIES, write_synthetic_dataset
 from lagernvs.data.synthetic.modes import (
+    MIN_SHOWN_FRACTION,
     MODE_COLORS,
     MODE_FRAMES,
     MODE_SOURCES,
     NUM_MODES,
     ModesRender,
     alternative_texture,
+    drop_unshown_objects,
     hidden_mask,
     render_modes_scene,
     smooth_materials,
@@ -43,6 +45,7 @@ from lagernvs.data.synthetic.world import (
     SyntheticWorld,
     look_at,
     make_world,
+    select_objects,
 )
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "MODE_COLORS",
     "MODE_FRAMES",
     "MODE_SOURCES",
+    "MIN_SHOWN_FRACTION",
     "NUM_MODES",
     "PATTERNS",
     "ROOM_HI",
@@ -63,6 +67,7 @@ __all__ = [
     "cast_rays",
     "cast_world_views",
     "draw_cameras",
+    "drop_unshown_objects",
     "hidden_mask",
     "look_at",
     "make_world",
@@ -70,6 +75,7 @@ __all__ = [
     "render_modes_scene",
     "render_synthetic_scene",
     "render_world_views",
+    "select_objects",
     "shading",
     "smooth_materials",
     "unproject_depth",

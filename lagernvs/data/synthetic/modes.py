@@ -6,12 +6,14 @@ visibility, :func:`~lagernvs.data.synthetic.visibility_mask`: a property of the 
 same from every camera) carries one of ``NUM_MODES`` alternative textures; everything the
 sources see keeps the world's own materials, made smooth (:func:`smooth_materials`: slow
 gradients instead of checkers and stripes, so that what the sources saw can be rendered sharply
-by a small model and what they did not see is the only real uncertainty). The alternatives are
-a fixed set for all scenes: one clearly different hue each, with a low-frequency brightness
-pattern (a solid texture of the world point), Lambertian-shaded like the rest. So what the
-sources never saw has exactly K plausible completions, and even a blurry prediction is much
-closer to one of them than to their average, which is what a regression (MSE) renderer predicts
-there.
+by a small model and what they did not see is the only real uncertainty). Objects that no
+source shows are left out (:func:`drop_unshown_objects`), so what the sources never saw is the
+room's walls and the far sides of objects they did see: its geometry follows from what they saw,
+and only its texture is unknown. The alternatives are a fixed set for all scenes: one clearly
+different hue each, with a low-frequency brightness pattern (a solid texture of the world
+point), Lambertian-shaded like the rest. So what the sources never saw has exactly K plausible
+completions, and even a blurry prediction is much closer to one of them than to their average,
+which is what a regression (MSE) renderer predicts there.
 
 A scene draws the alternative its images show; :func:`render_modes_scene` renders all of them
 (``alternatives``: (K, N, 3, H, W)) with the mask of hidden pixels, so a prediction can be scored
@@ -33,16 +35,24 @@ from torch import Tensor
 from lagernvs.data.synthetic.raycast import shading
 from lagernvs.data.synthetic.render import cast_world_views, draw_cameras
 from lagernvs.data.synthetic.visibility import visibility_mask
-from lagernvs.data.synthetic.world import PATTERNS, SyntheticWorld, make_world, seeded_rng
+from lagernvs.data.synthetic.world import (
+    PATTERNS,
+    SyntheticWorld,
+    make_world,
+    seeded_rng,
+    select_objects,
+)
 
 __all__ = [
     "MODE_COLORS",
     "MODE_FRAMES",
     "MODE_PAN",
     "MODE_SOURCES",
+    "MIN_SHOWN_FRACTION",
     "NUM_MODES",
     "ModesRender",
     "alternative_texture",
+    "drop_unshown_objects",
     "hidden_mask",
     "render_modes_scene",
     "smooth_materials",
@@ -59,6 +69,7 @@ _PATTERN_DIRECTIONS = ((1.0, 1.0, 0.6), (1.0, -1.0, 0.6), (-0.3, 1.0, -1.0))
 _PATTERN_FREQUENCY = 0.6  # cycles per metre
 _PATTERN_DEPTH = 0.3  # the pattern darkens the hue by up to this fraction
 _GRADIENT = PATTERNS.index("gradient")
+MIN_SHOWN_FRACTION = 0.002  # an object must cover this much of one source view's pixels
 _SMOOTH_FREQUENCIES = (0.15, 0.5)  # gradient periods of 8 to 27 m: a slow shift between 2 colours
 
 
@@ -101,6 +112,23 @@ def smooth_materials(world: SyntheticWorld, seed: int) -> SyntheticWorld:
     )
 
 
+def drop_unshown_objects(
+    world: SyntheticWorld, c2w: Tensor, fxfycxcy: Tensor, height: int, width: int
+) -> SyntheticWorld:
+    """`world` without the spheres and boxes that the source cameras (c2w (S, 4, 4)) show on
+    fewer than ``MIN_SHOWN_FRACTION`` of one view's pixels.
+
+    Why: an object no source shows may or may not be there, an uncertainty outside the K
+    alternatives (no prediction could know it). Without such objects, what the sources never
+    saw is the room's walls and the far sides of objects they did see: its geometry follows from
+    what they saw and only its texture is one of the K.
+    """
+    hits, _ = cast_world_views(world, c2w, fxfycxcy, height, width)
+    num_objects = world.spheres.shape[0] + world.box_centers.shape[0]
+    pixels = torch.bincount(hits.objects.flatten(), minlength=num_objects + 1)[1:]
+    return select_objects(world, pixels >= MIN_SHOWN_FRACTION * height * width)
+
+
 def hidden_mask(depth: Tensor, c2w: Tensor, fxfycxcy: Tensor, sources: Sequence[int]) -> Tensor:
     """(N, H, W) bool: pixels of N frames (depth (N, H, W)) that no source frame sees."""
     index = list(sources)
@@ -139,6 +167,7 @@ def render_modes_scene(
     mode = int(rng.integers(NUM_MODES))
     c2w, fxfycxcy = draw_cameras(seed, num_frames, height, width, trajectory, fov_degrees, pan)
     world = smooth_materials(make_world(seed, c2w[:, :3, 3].numpy()), seed)
+    world = drop_unshown_objects(world, c2w[list(sources)], fxfycxcy[list(sources)], height, width)
     hits, depth = cast_world_views(world, c2w, fxfycxcy, height, width)
     hidden = hidden_mask(depth, c2w, fxfycxcy, sources)
     shade = shading(world, hits.normals)

@@ -25,6 +25,7 @@ class RayHits(NamedTuple):
     points: Tensor  # (..., 3)
     normals: Tensor  # (..., 3)
     colors: Tensor  # (..., 3) in [0, 1]
+    objects: Tensor  # (...,) long: 0 for the room, 1..K for spheres, K+1..K+M for boxes
 
 
 def _room_distance(origins: Tensor, dirs: Tensor) -> Tensor:
@@ -177,4 +178,5 @@ def cast_rays(world: SyntheticWorld, origins: Tensor, dirs: Tensor) -> RayHits:
         points=points.reshape(*shape, 3),
         normals=normals.reshape(*shape, 3),
         colors=colors.reshape(*shape, 3),
+        objects=obj.reshape(shape),
     )

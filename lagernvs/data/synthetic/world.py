@@ -166,3 +166,26 @@ def make_world(seed: int, camera_positions: np.ndarray) -> SyntheticWorld:
         angles=tensor(rng.uniform(0.0, math.pi, num_objects), (num_objects,)),
         light_dir=tensor(light / np.linalg.norm(light), (3,)),
     )
+
+
+def select_objects(world: SyntheticWorld, keep: Tensor) -> SyntheticWorld:
+    """`world` with only the spheres and boxes where `keep` (K + M,) bool is true (in object
+    order: spheres, then boxes); the room and its materials stay."""
+    num_spheres = world.spheres.shape[0]
+    if keep.shape != (num_spheres + world.box_centers.shape[0],):
+        raise ValueError(f"keep must have one entry per sphere and box, got {tuple(keep.shape)}")
+    keep = keep.to(torch.bool)
+    spheres, boxes = keep[:num_spheres], keep[num_spheres:]
+    materials = torch.cat([keep.new_ones(6), keep])
+    return SyntheticWorld(
+        spheres=world.spheres[spheres],
+        box_centers=world.box_centers[boxes],
+        box_half_sizes=world.box_half_sizes[boxes],
+        box_yaws=world.box_yaws[boxes],
+        colors_a=world.colors_a[materials],
+        colors_b=world.colors_b[materials],
+        patterns=world.patterns[materials],
+        frequencies=world.frequencies[materials],
+        angles=world.angles[materials],
+        light_dir=world.light_dir,
+    )
