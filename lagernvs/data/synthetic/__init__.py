@@ -50,10 +50,10 @@ from lagernvs.data.synthetic.world import (
 
 __all__ = [
     "FAMILIES",
+    "MIN_SHOWN_FRACTION",
     "MODE_COLORS",
     "MODE_FRAMES",
     "MODE_SOURCES",
-    "MIN_SHOWN_FRACTION",
     "NUM_MODES",
     "PATTERNS",
     "ROOM_HI",

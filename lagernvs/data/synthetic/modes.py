@@ -47,8 +47,8 @@ __all__ = [
     "MODE_COLORS",
     "MODE_FRAMES",
     "MODE_PAN",
-    "MODE_SOURCES",
     "MIN_SHOWN_FRACTION",
+    "MODE_SOURCES",
     "NUM_MODES",
     "ModesRender",
     "alternative_texture",
@@ -69,7 +69,7 @@ _PATTERN_DIRECTIONS = ((1.0, 1.0, 0.6), (1.0, -1.0, 0.6), (-0.3, 1.0, -1.0))
 _PATTERN_FREQUENCY = 0.6  # cycles per metre
 _PATTERN_DEPTH = 0.3  # the pattern darkens the hue by up to this fraction
 _GRADIENT = PATTERNS.index("gradient")
-MIN_SHOWN_FRACTION = 0.002  # an object must cover this much of one source view's pixels
+MIN_SHOWN_FRACTION = 0.002  # an object's pixels in all source views, as a fraction of one view
 _SMOOTH_FREQUENCIES = (0.15, 0.5)  # gradient periods of 8 to 27 m: a slow shift between 2 colours
 
 
@@ -115,8 +115,8 @@ def smooth_materials(world: SyntheticWorld, seed: int) -> SyntheticWorld:
 def drop_unshown_objects(
     world: SyntheticWorld, c2w: Tensor, fxfycxcy: Tensor, height: int, width: int
 ) -> SyntheticWorld:
-    """`world` without the spheres and boxes that the source cameras (c2w (S, 4, 4)) show on
-    fewer than ``MIN_SHOWN_FRACTION`` of one view's pixels.
+    """`world` without the spheres and boxes that the source cameras (c2w (S, 4, 4)) show, all
+    views together, on fewer pixels than ``MIN_SHOWN_FRACTION`` of one view's.
 
     Why: an object no source shows may or may not be there, an uncertainty outside the K
     alternatives (no prediction could know it). Without such objects, what the sources never
