@@ -9,42 +9,16 @@
 #
 # Writes device_check.json and device_check.md into $OUT (default ./device_check_out).
 #
-# The GPU machine has python3 with torch, accelerate, safetensors, torchmetrics and einops; the
-# other packages travel as wheels in the ignored folder .whl/, fetched once on a machine with
-# network (all pure Python; diffusers 0.42.1 needs huggingface-hub >= 1.32 and safetensors >= 0.8,
-# which the machine has):
-#
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl diffusers==0.42.1 webdataset==1.0.2 braceexpand==0.1.7 lpips==0.1.4
-#
-# They are installed into a temporary prefix put first on PYTHONPATH. Environment: PYTHON
-# (default python3), WHEELS (default .whl), OUT.
+# The packages the GPU machine lacks travel as wheels in .whl/ (scripts/device_env.sh says how
+# to fetch them). Environment: PYTHON (default python3), WHEELS (default .whl), OUT.
 set -uo pipefail
 
 export DEVICE_CHECK_STARTED="$(date +%s.%N)"
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-WHEELS="${WHEELS:-.whl}"
 OUT="${OUT:-./device_check_out}"
 mkdir -p "$OUT"
-
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-wheels=("$WHEELS"/*.whl)
-if [ -e "${wheels[0]}" ]; then
-  prefix="$(mktemp -d)"
-  trap 'rm -rf "$prefix"' EXIT
-  site="$prefix/site"
-  if "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$site" "${wheels[@]}"; then
-    export PYTHONPATH="$site:$PYTHONPATH"
-    export DEVICE_CHECK_WHEELS="installed ${#wheels[@]} wheels from $WHEELS"
-  else
-    export DEVICE_CHECK_WHEELS="pip install of $WHEELS failed"
-  fi
-else
-  export DEVICE_CHECK_WHEELS="no wheels in $WHEELS (using the installed packages)"
-fi
+source scripts/device_env.sh
+export DEVICE_CHECK_WHEELS="$DEVICE_WHEELS"
 echo "device_check: $DEVICE_CHECK_WHEELS"
 
 # The script keeps to its own budget; the timeout only stops a hung run (SIGINT: it still

@@ -1,12 +1,16 @@
 """Fine-tune and package the bundled demo denoiser, reproducibly.
 
-    OMP_NUM_THREADS=2 python scripts/train_demo_denoiser.py [--run-dir runs/demo-denoiser]
-        [--set key=value ...]
+    OMP_NUM_THREADS=2 python scripts/train_demo_denoiser.py [--config ...] [--run-dir ...]
+        [--stage all|train|package] [--budget-s SECONDS] [--set key=value ...]
 
-1. Fine-tunes the renderer of the bundled demo model (``lagernvs/assets/demo_model``, encoder
-   frozen) into a denoiser with ``configs/train/denoiser_demo.yaml`` (re-running resumes).
-2. Copies the denoiser and its scheduler into ``lagernvs/assets/demo_denoiser`` and checks the
-   model and denoiser together against the 30 MB budget.
+1. Training stage: fine-tunes the renderer of the deterministic model of ``model.checkpoint``
+   (the bundled ``lagernvs/assets/demo_model`` by default; encoder frozen) into a denoiser with
+   ``configs/train/denoiser_demo.yaml`` (re-running resumes; ``--budget-s`` and
+   ``--data-workers`` as in ``train_demo_model.py``) and records machine, steps and seconds in
+   ``<run-dir>/train_record.json``.
+2. Packaging stage (on any machine, from a finished run whose deterministic model is the
+   bundled one): copies the denoiser and its scheduler into ``lagernvs/assets/demo_denoiser``
+   and checks the model and denoiser together against the 30 MB budget.
 3. Runs the sampled demo on it (the numbers that ``tests/test_diffusion_spread.py`` checks),
    writes its picture ``docs/sampled_demo.png`` (true alternatives, deterministic render and
    samples of the first scenes), measures video flicker with independent and shared initial
@@ -16,19 +20,20 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
+import demo_training
 import torch
 from bundled_assets import check_bundle, finish_asset
+from demo_training import read_train_record
 from PIL import Image
 
 from lagernvs.cameras import Cameras
-from lagernvs.config import to_dict
 from lagernvs.data.synthetic import render_modes_scene
 from lagernvs.demo import (
     DEMO_DENOISER_DIR,
@@ -41,13 +46,18 @@ from lagernvs.demo import (
 )
 from lagernvs.diffusion import flicker
 from lagernvs.pipeline import LagerNVSPipeline
-from lagernvs.training.train_denoiser import load_denoiser_config, run_denoiser_training
+from lagernvs.training.train_denoiser import (
+    DenoiserTrainConfig,
+    load_denoiser_config,
+    run_denoiser_training,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "denoiser_demo.yaml"
 FLICKER_SEED, FLICKER_FRAMES = 101, 10
 PICTURE = REPO / "docs" / "sampled_demo.png"
 PICTURE_SCENES, PICTURE_SCALE = 4, 2
+WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def video_flicker(pipe: LagerNVSPipeline) -> dict[str, float]:
@@ -85,55 +95,64 @@ def write_picture(overview: Path) -> None:
     rows.resize(size, Image.NEAREST).save(PICTURE, optimize=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "demo-denoiser")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    config = load_denoiser_config(CONFIG, args.overrides)
-    weights = DEMO_MODEL_DIR / "model" / "diffusion_pytorch_model.safetensors"
-    model_sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+def weights_sha256(model_dir: Path) -> str:
+    """sha256 of a saved model's weights file."""
+    return hashlib.sha256((model_dir / WEIGHTS).read_bytes()).hexdigest()
 
-    started = time.perf_counter()
-    state = run_denoiser_training(config, args.run_dir)
-    wall = time.perf_counter() - started
-    print(state.summary(args.run_dir / "pipeline"))
-    if state.stopped:
-        return
 
+def model_record(config: DenoiserTrainConfig) -> dict[str, str]:
+    """Which deterministic model the denoiser was fine-tuned from (checked when packaging)."""
+    return {"model_sha256": weights_sha256(Path(config.model.checkpoint))}
+
+
+def package(config_path: Path, run_dir: Path) -> None:
+    """The packaging stage: the bundled denoiser, its sampled-demo numbers and picture."""
+    record = read_train_record(run_dir, "pipeline")
+    bundled_sha256 = weights_sha256(DEMO_MODEL_DIR / "model")
+    if record["model_sha256"] != bundled_sha256:
+        raise RuntimeError(
+            f"{run_dir} fine-tuned another deterministic model than the bundled one; package "
+            "the matching demo model first (scripts/train_demo_model.py --stage package)"
+        )
     shutil.rmtree(DEMO_DENOISER_DIR, ignore_errors=True)
     for part in ("denoiser", "scheduler"):
-        shutil.copytree(args.run_dir / "pipeline" / part, DEMO_DENOISER_DIR / part)
+        shutil.copytree(run_dir / "pipeline" / part, DEMO_DENOISER_DIR / part)
     size = finish_asset(
         DEMO_DENOISER_DIR, DEMO_DENOISER_DIR / "denoiser" / "config.json", "the demo denoiser"
     )
-
     bundle = check_bundle([DEMO_MODEL_DIR, DEMO_DENOISER_DIR])
 
     pipe = demo_pipeline(with_denoiser=True)
     started = time.perf_counter()
-    sampled_demo = run_sampled_demo(pipe, args.run_dir / "sampled-demo", verbose=True)
+    sampled_demo = run_sampled_demo(pipe, run_dir / "sampled-demo", verbose=True)
     sampled_seconds = time.perf_counter() - started
-    write_picture(args.run_dir / "sampled-demo" / "overview_sampled.png")
-    record = {
-        "config": "configs/train/denoiser_demo.yaml",
-        "command": "OMP_NUM_THREADS=2 python scripts/train_demo_denoiser.py",
-        "resolved_config": to_dict(config),
-        "steps": state.step,
-        "skipped_steps": state.skipped_steps,
-        "wall_seconds": round(wall, 1),
-        "torch_threads": torch.get_num_threads(),
+    write_picture(run_dir / "sampled-demo" / "overview_sampled.png")
+    training = {
+        "config": os.path.relpath(config_path, REPO),
+        **record,
         "parameters": sum(p.numel() for p in pipe.denoiser.parameters()),
         "denoiser_bytes": size,
         "bundle_bytes": bundle,
-        "demo_model_sha256": model_sha256,
         "sampled_demo_seconds": round(sampled_seconds, 1),
+        "sampled_demo_torch_threads": torch.get_num_threads(),
         "sampled_demo": sampled_demo,
         "flicker_10_frame_walk": video_flicker(pipe),
     }
-    (DEMO_DENOISER_DIR / "training.json").write_text(json.dumps(record, indent=1))
-    summary = {k: v for k, v in record["sampled_demo"].items() if k != "per_scene"}
-    print(json.dumps({**summary, "flicker": record["flicker_10_frame_walk"]}, indent=1))
+    (DEMO_DENOISER_DIR / "training.json").write_text(json.dumps(training, indent=1))
+    summary = {k: v for k, v in training["sampled_demo"].items() if k != "per_scene"}
+    print(json.dumps({**summary, "flicker": training["flicker_10_frame_walk"]}, indent=1))
+
+
+def main() -> None:
+    demo_training.main(
+        __doc__.split("\n\n")[0],
+        (CONFIG, REPO / "runs" / "demo-denoiser"),
+        load_denoiser_config,
+        run_denoiser_training,
+        "pipeline",
+        package,
+        model_record,
+    )
 
 
 if __name__ == "__main__":

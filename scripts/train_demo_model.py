@@ -1,33 +1,38 @@
 """Train and package the bundled demo model, reproducibly.
 
-    python scripts/train_demo_model.py [--run-dir runs/demo] [--set key=value ...]
+    python scripts/train_demo_model.py [--config configs/train/demo.yaml] [--run-dir runs/demo]
+        [--stage all|train|package] [--budget-s SECONDS] [--set key=value ...]
 
-1. Writes the synthetic training/validation shards of ``configs/train/demo.yaml`` into
-   ``<run-dir>/synthetic`` with one CPU thread (the many small ray-casting jobs run faster
-   without thread contention).
-2. Trains with :func:`lagernvs.training.train.run_training` (re-running resumes).
-3. Writes the held-out demo scenes (their own seed; checked disjoint from the training scenes)
-   and ``views.json`` into ``lagernvs/assets/demo_scenes``.
-4. Saves the pipeline into ``lagernvs/assets/demo_model`` (safetensors), runs the demo on it and
-   records config, steps, wall time and metrics in ``lagernvs/assets/demo_model/training.json``.
+Training stage:
+
+1. Writes the synthetic training/validation shards of the config into ``<run-dir>/synthetic``
+   (``--data-workers`` processes, one torch thread each).
+2. With ``--budget-s``, sets ``loop.max_steps`` to what fits that many seconds on this machine
+   (a 60-step calibration run of the same config).
+3. Trains with :func:`lagernvs.training.train.run_training` (re-running resumes) and records
+   machine, steps and seconds in ``<run-dir>/train_record.json``.
+
+Packaging stage (on any machine, from a finished run):
+
+4. Writes the held-out demo scenes (their own seed; checked disjoint from the training scenes)
+   and ``views.json`` into ``lagernvs/assets/demo_scenes``, at the run's image size.
+5. Saves the pipeline into ``lagernvs/assets/demo_model`` (safetensors), runs the demo on it and
+   records config, the training record and metrics in ``lagernvs/assets/demo_model/training.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import shutil
-import time
 from pathlib import Path
 
-import torch
-from accelerate import PartialState
+import demo_training
 from bundled_assets import finish_asset
+from demo_training import read_train_record
 
-from lagernvs.config import to_dict
 from lagernvs.data.shards import read_index
 from lagernvs.data.synthetic import write_synthetic_dataset
-from lagernvs.data.training_stream import prepare_synthetic_shards
 from lagernvs.demo import DEMO_MODEL_DIR, DEMO_SCENES_DIR, DEMO_SPLIT, VIEWS_FILE, run_demo
 from lagernvs.models import LagerNVSModel
 from lagernvs.pipeline import LagerNVSPipeline
@@ -64,50 +69,40 @@ def write_demo_scenes(training_ids: set[str], size: int) -> list[str]:
     return ids
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "demo")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    config = load_train_config(CONFIG, args.overrides)
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    data = prepare_synthetic_shards(config.data, args.run_dir, PartialState())
-    data_seconds = time.perf_counter() - started
-    torch.set_num_threads(threads)
-
-    started = time.perf_counter()
-    state = run_training(config, args.run_dir)
-    train_seconds = time.perf_counter() - started
-    print(state.summary(args.run_dir / "model"))
-    if state.stopped:
-        return
-
-    training_ids = set(read_index(Path(data.train[0].shards) / "index.json")["scenes"])
-    write_demo_scenes(training_ids, config.data.synthetic.image_size)
+def package(config_path: Path, run_dir: Path) -> None:
+    """The packaging stage: demo scenes, the bundled model, its demo numbers."""
+    record = read_train_record(run_dir, "model")
+    size = record["resolved_config"]["data"]["synthetic"]["image_size"]
+    training_ids = set(read_index(run_dir / "synthetic" / "train-shards" / "index.json")["scenes"])
+    write_demo_scenes(training_ids, size)
     shutil.rmtree(DEMO_MODEL_DIR, ignore_errors=True)
-    model = LagerNVSModel.from_pretrained(args.run_dir / "model")
+    model = LagerNVSModel.from_pretrained(run_dir / "model")
     LagerNVSPipeline(model=model).save_pretrained(DEMO_MODEL_DIR)
-    size = finish_asset(DEMO_MODEL_DIR, DEMO_MODEL_DIR / "model" / "config.json", "the demo model")
-
-    metrics = run_demo(args.run_dir / "demo")
-    record = {
-        "config": "configs/train/demo.yaml",
-        "resolved_config": to_dict(config),
-        "steps": state.step,
-        "skipped_steps": state.skipped_steps,
-        "data_seconds": round(data_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
-        "torch_threads": threads,
+    model_bytes = finish_asset(
+        DEMO_MODEL_DIR, DEMO_MODEL_DIR / "model" / "config.json", "the demo model"
+    )
+    metrics = run_demo(run_dir / "demo")
+    training = {
+        "config": os.path.relpath(config_path, REPO),
+        **record,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "model_bytes": size,
+        "model_bytes": model_bytes,
         "demo_scene_seed": DEMO_SCENE_SEED,
         "demo_metrics": {k: metrics[k] for k in ("deterministic", "baseline_nearest_view")},
     }
-    (DEMO_MODEL_DIR / "training.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record["demo_metrics"], indent=2))
+    (DEMO_MODEL_DIR / "training.json").write_text(json.dumps(training, indent=2))
+    print(json.dumps(training["demo_metrics"], indent=2))
+
+
+def main() -> None:
+    demo_training.main(
+        __doc__.split("\n\n")[0],
+        (CONFIG, REPO / "runs" / "demo"),
+        load_train_config,
+        run_training,
+        "model",
+        package,
+    )
 
 
 if __name__ == "__main__":

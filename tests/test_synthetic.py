@@ -212,3 +212,20 @@ def test_written_dataset_reads_back_with_exact_cameras(tmp_path):
         assert np.array_equal(pixels, rendered)
         depth = np.load(tmp_path / "test" / "depth" / f"{scene_id}.npy")
         assert np.array_equal(depth, expected.depth.numpy())
+
+
+def test_worker_processes_write_the_same_files(tmp_path):
+    settings = {"num_scenes": 3, "seed": 9, "num_frames": 4, "height": 16, "width": 16}
+    settings.update(family="modes", sources=[1, 2], save_alternatives=True, save_depth=True)
+    serial = write_synthetic_dataset(tmp_path / "serial", **settings)
+    parallel = write_synthetic_dataset(tmp_path / "parallel", workers=2, **settings)
+    assert parallel == serial
+    files = sorted(p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*"))
+    assert len([f for f in files if f.suffix == ".png"]) == 3 * 4
+    for name in files:
+        left, right = tmp_path / "serial" / name, tmp_path / "parallel" / name
+        assert right.exists(), name
+        if left.is_file():
+            assert left.read_bytes() == right.read_bytes(), name
+    with pytest.raises(ValueError, match="workers"):
+        write_synthetic_dataset(tmp_path / "none", workers=0, **settings)

@@ -149,11 +149,12 @@ def check_shards(data: DataConfig) -> None:
 
 
 def prepare_synthetic_shards(
-    data: DataConfig, output_dir: Path, state: PartialState | Accelerator
+    data: DataConfig, output_dir: Path, state: PartialState | Accelerator, workers: int = 1
 ) -> DataConfig:
     """With `data.synthetic`, write missing synthetic shards (main process) and point to them.
 
     `state` is the run's Accelerator (or a PartialState): every process waits for the shards.
+    `workers` processes render the scenes (see :func:`write_synthetic_dataset`).
     """
     if data.synthetic is None:
         return data
@@ -177,6 +178,7 @@ def prepare_synthetic_shards(
                 width=synthetic.image_size,
                 family=synthetic.family,
                 sources=synthetic.sources,
+                workers=workers,
             )
             scenes_per_shard = max(1, synthetic.train_scenes // 8)
             write_shards("re10k", scenes, folder, split, scenes_per_shard, progress=False)
