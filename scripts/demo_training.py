@@ -85,7 +85,9 @@ def steps_for_budget(
 
     `run(config, output_dir)` trains; the calibration runs it for CALIBRATION_STEPS steps into
     ``<run_dir>/calibration`` (deleted afterwards) and reads the throughput of its last log
-    window, after start-up and the first steps. Returns the steps and what they rest on.
+    window, after start-up and the first steps. It evaluates once at its end, so that an
+    evaluation that fails shows here rather than minutes into the real run. Returns the steps
+    and what they rest on.
     """
     folder = run_dir / "calibration"
     shutil.rmtree(folder, ignore_errors=True)
@@ -93,7 +95,7 @@ def steps_for_budget(
         config.loop,
         max_steps=CALIBRATION_STEPS,
         log_every=CALIBRATION_LOG_EVERY,
-        eval_every=0,
+        eval_every=CALIBRATION_STEPS,  # once, after the last measured window
         image_every=0,
         checkpoint_every=CALIBRATION_STEPS,
     )

@@ -60,7 +60,7 @@ def test_steps_fit_the_budget_at_the_last_measured_throughput(tmp_path):
     assert budget["seconds_per_step"] == 0.5  # 32 images at 64 images/s
     assert budget["max_steps"] == int(100 * BUDGET_MARGIN / 0.5)
     (calibration,) = calls
-    assert calibration.loop.max_steps == CALIBRATION_STEPS and calibration.loop.eval_every == 0
+    assert calibration.loop.max_steps == calibration.loop.eval_every == CALIBRATION_STEPS
     assert calibration.optim.warmup_steps == 0
     assert not (tmp_path / "calibration").exists()
 
