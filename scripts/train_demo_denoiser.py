@@ -102,14 +102,14 @@ def weights_sha256(model_dir: Path) -> str:
 
 def model_record(config: DenoiserTrainConfig) -> dict[str, str]:
     """Which deterministic model the denoiser was fine-tuned from (checked when packaging)."""
-    return {"model_sha256": weights_sha256(Path(config.model.checkpoint))}
+    return {"demo_model_sha256": weights_sha256(Path(config.model.checkpoint))}
 
 
 def package(config_path: Path, run_dir: Path) -> None:
     """The packaging stage: the bundled denoiser, its sampled-demo numbers and picture."""
     record = read_train_record(run_dir, "pipeline")
     bundled_sha256 = weights_sha256(DEMO_MODEL_DIR / "model")
-    if record["model_sha256"] != bundled_sha256:
+    if record["demo_model_sha256"] != bundled_sha256:
         raise RuntimeError(
             f"{run_dir} fine-tuned another deterministic model than the bundled one; package "
             "the matching demo model first (scripts/train_demo_model.py --stage package)"

@@ -96,7 +96,7 @@ def test_dry_run_trains_both_networks_for_their_budgets(dry_run):
         assert record["resolved_config"]["loop"]["max_steps"] == record["steps"]
     assert model["resolved_config"]["model"]["overrides"]["patch_size"] == 4
     weights = (runs / "demo-gpu" / "model" / WEIGHTS).read_bytes()
-    assert denoiser["model_sha256"] == hashlib.sha256(weights).hexdigest()
+    assert denoiser["demo_model_sha256"] == hashlib.sha256(weights).hexdigest()
     # the denoiser read the model's shards rather than writing its own
     assert (runs / "denoiser-gpu" / "synthetic").resolve() == (runs / "demo-gpu" / "synthetic")
 
