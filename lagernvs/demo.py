@@ -40,6 +40,9 @@ from lagernvs.pipeline.loading import (
 SAMPLED_SEEDS = (101, 202, 303, 404, 505, 606, 707, 808)
 SAMPLED_CONTEXT, SAMPLED_TARGETS = (3, 6), (0, 9)
 SAMPLED_NUM_SAMPLES, SAMPLED_STEPS, SAMPLED_GUIDANCE = 6, 10, 2.0
+# Guidance in the noisier half of the steps only (a guidance interval): on the demo denoiser
+# lower mode error and a smaller seen-pixel loss than guidance at every step, at 3/4 the cost.
+SAMPLED_GUIDANCE_END = 0.5
 DEMO_SPLIT = "test"
 VIEWS_FILE = "views.json"
 ORBIT_FRAMES = 36
@@ -232,6 +235,7 @@ def run_sampled_demo(
             num_samples=k,
             num_inference_steps=SAMPLED_STEPS,
             guidance_scale=SAMPLED_GUIDANCE,
+            guidance_end=SAMPLED_GUIDANCE_END,
             generator=torch.Generator().manual_seed(seed),
         ).images.cpu()
         samples = samples.unflatten(0, (len(targets), k)).transpose(0, 1)  # (S, T, 3, H, W)
@@ -286,6 +290,7 @@ def run_sampled_demo(
         num_samples=k,
         num_inference_steps=SAMPLED_STEPS,
         guidance_scale=SAMPLED_GUIDANCE,
+        guidance_end=SAMPLED_GUIDANCE_END,
         num_alternatives=NUM_MODES,
         scenes=len(rows),
         views=len(rows) * len(targets),

@@ -3,6 +3,8 @@ arguments; and the noise schedules' conversions and the sample-variation measure
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from diffusers import (
@@ -145,8 +147,11 @@ def test_flow_matching_scheduler_runs() -> None:
         sample(make_pipe(make_denoiser("sample"), flow))
 
 
-def reference_ddim(pipe, seed: int, guidance: float) -> torch.Tensor:
-    """A plain DDIM loop written out: conditional (and null-scene) predictions, then a step."""
+def reference_ddim(
+    pipe, seed: int, guidance: float, guided: Callable[[int], bool] = lambda step: True
+) -> torch.Tensor:
+    """A plain DDIM loop written out: conditional (and, on the `guided` steps, null-scene)
+    predictions, then a step."""
     denoiser, scene = pipe.denoiser, pipe.encode(source_images())
     cameras = targets()
     rays = plucker_rays(cameras.c2w.float(), cameras.fxfycxcy.float(), HW, HW)[None]
@@ -154,9 +159,9 @@ def reference_ddim(pipe, seed: int, guidance: float) -> torch.Tensor:
     ddim.set_timesteps(STEPS)
     x = torch.randn((1, T, 3, HW, HW), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        for t in ddim.timesteps:
+        for step, t in enumerate(ddim.timesteps):
             x0 = denoiser(x, t, rays, scene.scene_tokens)
-            if guidance != 1:
+            if guidance != 1 and guided(step):
                 null = denoiser(x, t, rays, scene.scene_tokens, drop_scene=True)
                 x0 = null + guidance * (x0 - null)
             x = ddim.step(x0, t, x).prev_sample
@@ -170,6 +175,23 @@ def test_guidance_scale_one_equals_no_guidance(pipe) -> None:
     guided = sample(ddim, seed=2, guidance_scale=3.0)
     torch.testing.assert_close(guided, reference_ddim(ddim, 2, guidance=3.0))
     assert (guided - unguided).abs().mean() > 1e-3
+
+
+def test_guidance_interval_guides_only_its_steps(pipe) -> None:
+    """guidance_start / guidance_end: fractions of the steps, the noisiest first (diffusers'
+    control_guidance_start / _end rule); the other steps skip the unconditional pass."""
+    ddim = make_pipe(pipe.denoiser, DDIMScheduler.from_config(pipe.scheduler.config))
+    assert STEPS == 4
+    early = sample(ddim, seed=2, guidance_scale=3.0, guidance_end=0.5)
+    torch.testing.assert_close(early, reference_ddim(ddim, 2, 3.0, lambda step: step < 2))
+    late = sample(ddim, seed=2, guidance_scale=3.0, guidance_start=0.5)
+    torch.testing.assert_close(late, reference_ddim(ddim, 2, 3.0, lambda step: step >= 2))
+    everywhere = sample(ddim, seed=2, guidance_scale=3.0)
+    assert (early - everywhere).abs().mean() > 1e-4 and (late - everywhere).abs().mean() > 1e-4
+    # too short to hold a whole step: no guidance at all
+    torch.testing.assert_close(
+        sample(ddim, seed=2, guidance_scale=3.0, guidance_end=0.2), sample(ddim, seed=2)
+    )
 
 
 def test_strength_to_zero_returns_the_deterministic_render(pipe) -> None:
@@ -310,6 +332,9 @@ def test_bad_arguments_raise_clear_errors(pipe) -> None:
         ({"strength": 1.5}, r"strength must be in \(0, 1\]"),
         ({"guidance_scale": -1.0}, "guidance_scale must be"),
         ({"guidance_scale": float("nan")}, "guidance_scale must be"),
+        ({"guidance_start": 0.5, "guidance_end": 0.5}, "0 <= guidance_start < guidance_end"),
+        ({"guidance_end": 1.5}, "0 <= guidance_start < guidance_end <= 1"),
+        ({"guidance_start": -0.1}, "0 <= guidance_start"),
         ({"num_images_per_prompt": 0}, r"num_images_per_prompt \(num_samples\) must be an int"),
         ({"num_samples": 0}, r"num_images_per_prompt \(num_samples\) must be an int"),
         ({"generator": [torch.Generator()] * 3, "num_samples": 2}, "3 generators for 2 samples"),

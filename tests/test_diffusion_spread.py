@@ -41,16 +41,16 @@ def sampled_demo(tmp_path_factory) -> dict:
 
 
 def test_samples_vary_in_unseen_pixels_and_match_the_truth_in_seen_ones(sampled_demo) -> None:
-    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.046 in seen vs
-    0.119 in unseen pixels (2.56x); seen-pixel PSNR 19.24 dB sampled vs 20.78 deterministic."""
+    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.045 in seen vs
+    0.117 in unseen pixels (2.57x); seen-pixel PSNR 19.31 dB sampled vs 20.78 deterministic."""
     mean = sampled_demo
     assert mean["unseen_fraction"] > 0.1, mean  # the targets do reach unseen surfaces
     assert mean["spread_unseen"] >= 2 * mean["spread_seen"], mean
-    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 1.8, mean
+    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 1.6, mean
 
 
 def test_samples_commit_to_different_alternatives(sampled_demo) -> None:
-    """Measured: mode error 0.104 sampled vs 0.137 deterministic (0.76x), coverage 0.75 (most
+    """Measured: mode error 0.102 sampled vs 0.137 deterministic (0.75x), coverage 0.75 (most
     targets get two or three of the three alternatives across 6 samples)."""
     mean, k = sampled_demo, sampled_demo["num_alternatives"]
     assert k == 3 and len(mean["per_scene"]) == mean["scenes"]

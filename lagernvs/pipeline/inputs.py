@@ -73,6 +73,19 @@ class RenderOptions:
     same_noise: bool = False
     callback_on_step_end: StepCallback | None = None
     callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",)
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+    def guided(self, step_index: int, num_steps: int) -> bool:
+        """Whether step ``step_index`` of ``num_steps`` applies guidance: those whose span of
+        the sampling (as fractions, the noisiest step first) lies in [guidance_start,
+        guidance_end], the rule of diffusers' ``control_guidance_start`` / ``_end``."""
+        if self.guidance_scale == 1:
+            return False
+        return (
+            step_index / num_steps >= self.guidance_start
+            and (step_index + 1) / num_steps <= self.guidance_end
+        )
 
     def size(self, config: Mapping[str, Any]) -> tuple[int, int]:
         """The rendered (H, W): the given height/width, else the model's image size."""
@@ -222,6 +235,12 @@ def _check_sampling(options: RenderOptions, denoiser: Any, scheduler: Any) -> No
         raise ValueError(
             "guidance_scale must be a finite number >= 0 (1 = no guidance), got "
             f"{options.guidance_scale!r}"
+        )
+    start, end = options.guidance_start, options.guidance_end
+    if not (_is_real(start) and _is_real(end) and 0 <= start < end <= 1):
+        raise ValueError(
+            "guidance_start and guidance_end must satisfy 0 <= guidance_start < guidance_end "
+            f"<= 1 (fractions of the sampling steps), got {start!r} and {end!r}"
         )
     if not _is_real(options.strength) or not 0 < options.strength <= 1:
         raise ValueError(

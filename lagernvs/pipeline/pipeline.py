@@ -217,6 +217,8 @@ class LagerNVSPipeline(DiffusionPipeline):
         return_dict: bool = True,
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
+        guidance_start: float = 0.0,
+        guidance_end: float = 1.0,
         strength: float = 1.0,
         num_images_per_prompt: int | None = None,
         same_noise: bool = False,
@@ -243,6 +245,9 @@ class LagerNVSPipeline(DiffusionPipeline):
             num_inference_steps: scheduler steps of ``mode="sampled"`` (for strength 1).
             guidance_scale: classifier-free guidance of ``mode="sampled"`` (1 = none, 0 = the
                 unconditional branch only).
+            guidance_start, guidance_end: the span of the sampling, as fractions of its steps
+                from the noisiest, in which guidance applies (a guidance interval; the other
+                steps skip the unconditional pass). Default: all steps.
             strength: in (0, 1]; below 1 sampling starts from the deterministic render noised
                 to that level, so it only invents what the deterministic model could not see.
             num_images_per_prompt: samples per target view (default 1); the output holds each
@@ -261,6 +266,7 @@ class LagerNVSPipeline(DiffusionPipeline):
             mode, height, width, chunk_size, generator, output_type, num_inference_steps,
             guidance_scale, strength, images_per_prompt(num_images_per_prompt, num_samples),
             same_noise, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            guidance_start, guidance_end,
         )  # fmt: skip
         self.check_inputs(target_cameras=target_cameras, options=options, scene=scene)
         output = self._render(scene, target_cameras, options, return_dict)
@@ -338,7 +344,7 @@ class LagerNVSPipeline(DiffusionPipeline):
         tokens = scene.scene_tokens.to(device, self.denoiser.dtype)
         conditional = self.denoiser.prepare_scene(tokens)
         unconditional = None
-        if options.guidance_scale != 1:
+        if any(options.guided(i, len(timesteps)) for i in range(len(timesteps))):
             unconditional = self.denoiser.prepare_scene(tokens, drop_scene=True)
         rays = rays.to(self.denoiser.dtype).repeat(count, 1, 1, 1)[None]  # (1, S*T, 6, H, W)
 
@@ -349,7 +355,7 @@ class LagerNVSPipeline(DiffusionPipeline):
             if hasattr(scheduler, "scale_model_input"):  # flow schedulers have none
                 model_input = scheduler.scale_model_input(latents, timestep)
             x0 = self._predict_x0(conditional, model_input, timestep, rays, options.chunk_size)
-            if unconditional is not None:
+            if options.guided(step_index, len(timesteps)):
                 x0_null = self._predict_x0(
                     unconditional, model_input, timestep, rays, options.chunk_size
                 )
@@ -409,6 +415,8 @@ class LagerNVSPipeline(DiffusionPipeline):
         return_dict: bool = True,
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
+        guidance_start: float = 0.0,
+        guidance_end: float = 1.0,
         strength: float = 1.0,
         num_images_per_prompt: int | None = None,
         same_noise: bool = False,
@@ -422,6 +430,7 @@ class LagerNVSPipeline(DiffusionPipeline):
             mode, height, width, chunk_size, generator, output_type, num_inference_steps,
             guidance_scale, strength, images_per_prompt(num_images_per_prompt, num_samples),
             same_noise, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            guidance_start, guidance_end,
         )  # fmt: skip
         frames = load_images(images)
         self.check_inputs(frames, source_cameras, target_cameras, options)
