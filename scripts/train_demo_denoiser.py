@@ -31,6 +31,7 @@ import demo_training
 import torch
 from bundled_assets import check_bundle, finish_asset
 from demo_training import read_train_record
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 from PIL import Image
 
 from lagernvs.cameras import Cameras
@@ -57,7 +58,7 @@ CONFIG = REPO / "configs" / "train" / "denoiser_demo.yaml"
 FLICKER_SEED, FLICKER_FRAMES = 101, 10
 PICTURE = REPO / "docs" / "sampled_demo.png"
 PICTURE_SCENES, PICTURE_SCALE = 4, 2
-WEIGHTS = "diffusion_pytorch_model.safetensors"
+WEIGHTS = SAFETENSORS_WEIGHTS_NAME  # diffusers' weights file of a saved model
 
 
 def video_flicker(pipe: LagerNVSPipeline) -> dict[str, float]:

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
 from lagernvs.data.config import DataConfig, DatasetConfig
 from lagernvs.training.config import LoopConfig, OptimConfig
@@ -29,7 +30,7 @@ from demo_training import (  # noqa: E402
     steps_for_budget,
 )
 
-WEIGHTS = "diffusion_pytorch_model.safetensors"
+WEIGHTS = SAFETENSORS_WEIGHTS_NAME  # diffusers' weights file of a saved model
 
 
 def config(warmup: int = 10) -> TrainConfig:
