@@ -170,6 +170,7 @@ def test_sigterm_then_the_same_command_resumes_and_saves_the_model(tmp_path, sha
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 143, stderr[-3000:]  # 128 + SIGTERM: `train && eval` stops
+    assert "train:" in stderr  # the progress bar
     stopped = list_checkpoints(out / "checkpoints")[-1]
     assert 3 <= int(stopped.name.split("-")[1]) < 30
     assert not (out / "model").exists()
@@ -211,9 +212,10 @@ def test_ctrl_c_during_lagernvs_train_saves_exits_130_and_the_rerun_finishes(tmp
     assert f"stopped at step {stopped.name.split('-')[1]}" in stdout
     assert not (out / "model").exists() and not list(out.glob(".*partial*"))
 
-    result = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=300)
+    quiet = {**_child_env(), "TQDM_DISABLE": "1"}  # tqdm's own switch reaches the bar
+    result = subprocess.run(command, env=quiet, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed from {stopped.name}" in result.stdout
+    assert f"resumed from {stopped.name}" in result.stdout and "train:" not in result.stderr
     assert "finished 12 steps" in result.stdout and (out / "model" / "config.json").is_file()
 
     again = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=120)

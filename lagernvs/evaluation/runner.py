@@ -338,7 +338,8 @@ class Evaluation:
                 total=len(mine),
                 desc=description,
                 unit="sample",
-                disable=not self.accelerator.is_local_main_process,
+                # Only other processes pass `disable`: TQDM_* variables set what is not passed.
+                **({} if self.accelerator.is_local_main_process else {"disable": True}),
             )
             for batches in loader:
                 for batch in batches:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -68,13 +68,25 @@ class RenderOptions:
     output_type: OutputType = "pt"
     num_inference_steps: int = 50
     guidance_scale: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
     strength: float = 1.0
     num_images_per_prompt: int = 1
     same_noise: bool = False
     callback_on_step_end: StepCallback | None = None
     callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",)
-    guidance_start: float = 0.0
-    guidance_end: float = 1.0
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> RenderOptions:
+        """The options among the arguments of a render call (the ``locals()`` of
+        :meth:`~lagernvs.pipeline.LagerNVSPipeline.render` or ``__call__``, whose keyword
+        arguments carry the fields' names), ``num_samples`` folded into
+        ``num_images_per_prompt``."""
+        values = {field.name: arguments[field.name] for field in fields(cls)}
+        values["num_images_per_prompt"] = images_per_prompt(
+            arguments["num_images_per_prompt"], arguments["num_samples"]
+        )
+        return cls(**values)
 
     def guided(self, step_index: int, num_steps: int) -> bool:
         """Whether step ``step_index`` of ``num_steps`` applies guidance: those whose span of

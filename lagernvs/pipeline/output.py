@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from torch import Tensor
 
 from lagernvs.cameras import Cameras
 from lagernvs.data.model_inputs import model_frame_poses
 
-__all__ = ["EncodedScene", "LagerNVSPipelineOutput", "LagerNVSScene"]
+__all__ = ["EncodedScene", "LagerNVSPipelineOutput", "LagerNVSScene", "postprocess_images"]
 
 
 @dataclass
@@ -73,3 +74,15 @@ class EncodedScene:
 
 LagerNVSScene = EncodedScene
 """The former name of :class:`EncodedScene`, kept so that existing code keeps working."""
+
+
+def postprocess_images(
+    images: Tensor, output_type: str
+) -> list[PIL.Image.Image] | np.ndarray | Tensor:
+    """Rendered views (T, 3, H, W) in [0, 1] as ``output_type``: ``"pt"`` the tensor, ``"np"``
+    a (T, H, W, 3) float32 array, ``"pil"`` PIL images (diffusers' image processor)."""
+    images = images.clamp(0.0, 1.0)
+    if output_type == "pt":
+        return images
+    array = VaeImageProcessor.pt_to_numpy(images)
+    return array if output_type == "np" else VaeImageProcessor.numpy_to_pil(array)

@@ -30,11 +30,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
@@ -70,9 +67,8 @@ from lagernvs.pipeline.inputs import (
     callback_tensor_inputs,
     check_encode_inputs,
     check_render_options,
-    images_per_prompt,
 )
-from lagernvs.pipeline.output import EncodedScene, LagerNVSPipelineOutput
+from lagernvs.pipeline.output import EncodedScene, LagerNVSPipelineOutput, postprocess_images
 
 __all__ = ["LagerNVSPipeline"]
 
@@ -262,12 +258,7 @@ class LagerNVSPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs: see ``callback_on_step_end``.
             num_samples: the former name of ``num_images_per_prompt``, still accepted.
         """
-        options = RenderOptions(
-            mode, height, width, chunk_size, generator, output_type, num_inference_steps,
-            guidance_scale, strength, images_per_prompt(num_images_per_prompt, num_samples),
-            same_noise, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            guidance_start, guidance_end,
-        )  # fmt: skip
+        options = RenderOptions.from_arguments(locals())
         self.check_inputs(target_cameras=target_cameras, options=options, scene=scene)
         output = self._render(scene, target_cameras, options, return_dict)
         self.maybe_free_model_hooks()
@@ -289,7 +280,7 @@ class LagerNVSPipeline(DiffusionPipeline):
             images = self._render_sampled(scene, rays, options)
         else:
             images = self._render_deterministic(scene, rays, options.chunk_size)
-        output = self._postprocess(images, options.output_type)
+        output = postprocess_images(images, options.output_type)
         if not return_dict:
             return output, cameras
         return LagerNVSPipelineOutput(images=output, cameras=cameras)
@@ -387,16 +378,6 @@ class LagerNVSPipeline(DiffusionPipeline):
         ]
         return torch.cat(chunks, dim=1)[0].float().view_as(latents)
 
-    @staticmethod
-    def _postprocess(
-        images: Tensor, output_type: str
-    ) -> list[PIL.Image.Image] | np.ndarray | Tensor:
-        images = images.clamp(0.0, 1.0)
-        if output_type == "pt":
-            return images
-        array = VaeImageProcessor.pt_to_numpy(images)
-        return array if output_type == "np" else VaeImageProcessor.numpy_to_pil(array)
-
     # ------------------------------------------------------------------ call
 
     @torch.no_grad()
@@ -426,12 +407,7 @@ class LagerNVSPipeline(DiffusionPipeline):
     ) -> LagerNVSPipelineOutput | tuple[Any, Cameras]:
         """Render ``target_cameras`` of the scene shown by ``images``: :meth:`encode` then
         :meth:`render` (see both for the arguments). Returns PIL images by default."""
-        options = RenderOptions(
-            mode, height, width, chunk_size, generator, output_type, num_inference_steps,
-            guidance_scale, strength, images_per_prompt(num_images_per_prompt, num_samples),
-            same_noise, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            guidance_start, guidance_end,
-        )  # fmt: skip
+        options = RenderOptions.from_arguments(locals())
         frames = load_images(images)
         self.check_inputs(frames, source_cameras, target_cameras, options)
         if wants_estimate(source_cameras):

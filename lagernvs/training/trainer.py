@@ -197,8 +197,9 @@ class Trainer:
             total=self.loop_config.max_steps,
             initial=self.state.step,
             desc="train",
-            disable=not acc.is_local_main_process,
             dynamic_ncols=True,
+            # Only other processes pass `disable`: tqdm's TQDM_* variables set what is not passed.
+            **({} if acc.is_local_main_process else {"disable": True}),
         )
         try:
             with self.stop.catching_signals():
