@@ -39,7 +39,7 @@ from lagernvs.pipeline.loading import (
 # surfaces the sources never saw.
 SAMPLED_SEEDS = (101, 202, 303, 404, 505, 606, 707, 808)
 SAMPLED_CONTEXT, SAMPLED_TARGETS = (3, 6), (0, 9)
-SAMPLED_NUM_SAMPLES, SAMPLED_STEPS, SAMPLED_GUIDANCE = 6, 10, 2.0
+SAMPLED_NUM_SAMPLES, SAMPLED_STEPS, SAMPLED_GUIDANCE = 6, 8, 1.5
 # Guidance in the noisier half of the steps only (a guidance interval): on the demo denoiser
 # lower mode error and a smaller seen-pixel loss than guidance at every step, at 3/4 the cost.
 SAMPLED_GUIDANCE_END = 0.5

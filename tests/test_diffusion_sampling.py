@@ -11,7 +11,9 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback, SDCFGCutoffCallback
 from test_denoiser import perturb
@@ -117,6 +119,8 @@ SCHEDULERS = {
     "dpm++": (DPMSolverMultistepScheduler, {}),
     "ddim-epsilon": (DDIMScheduler, {"prediction_type": "epsilon"}),
     "dpm++-v": (DPMSolverMultistepScheduler, {"prediction_type": "v_prediction"}),
+    "unipc": (UniPCMultistepScheduler, {}),  # its step takes no generator
+    "euler-ancestral": (EulerAncestralDiscreteScheduler, {"prediction_type": "epsilon"}),
 }
 
 

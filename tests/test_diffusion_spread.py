@@ -4,8 +4,9 @@ On scenes of the synthetic "modes" family, where it is known which target pixels
 views see and what every plausible completion of the rest is, samples of extrapolated views must
 vary more in unseen pixels than in seen ones, commit to different alternatives there, and stay
 close to the ground truth in seen pixels. Of the sampled demo's goals the bundled denoiser meets
-spread >= 2x and coverage >= 0.5; mode error <= 0.6x deterministic and seen PSNR within 1.5 dB
-are not reached yet (README, "The sampled demo"), and the tests hold it to the bars it meets.
+spread >= 2x, coverage >= 0.5 and seen PSNR within 1.5 dB; mode error <= 0.6x deterministic is
+not reached yet (0.71x; README, "The sampled demo"), and the tests hold it to the bars it meets
+and to 0.75x.
 Runs the sampled part of the demo (``lagernvs demo --mode sampled``) on the bundled demo model
 (frozen encoder) and the demo denoiser fine-tuned from it (``lagernvs/assets/demo_denoiser``, see
 its ``training.json``).
@@ -41,17 +42,17 @@ def sampled_demo(tmp_path_factory) -> dict:
 
 
 def test_samples_vary_in_unseen_pixels_and_match_the_truth_in_seen_ones(sampled_demo) -> None:
-    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.045 in seen vs
-    0.117 in unseen pixels (2.57x); seen-pixel PSNR 19.31 dB sampled vs 20.78 deterministic."""
+    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.034 in seen vs
+    0.101 in unseen pixels (2.94x); seen-pixel PSNR 21.27 dB sampled vs 22.66 deterministic."""
     mean = sampled_demo
     assert mean["unseen_fraction"] > 0.1, mean  # the targets do reach unseen surfaces
     assert mean["spread_unseen"] >= 2 * mean["spread_seen"], mean
-    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 1.6, mean
+    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 1.5, mean
 
 
 def test_samples_commit_to_different_alternatives(sampled_demo) -> None:
-    """Measured: mode error 0.102 sampled vs 0.137 deterministic (0.75x), coverage 0.75 (most
-    targets get two or three of the three alternatives across 6 samples)."""
+    """Measured: mode error 0.095 sampled vs 0.134 deterministic (0.71x), coverage 0.71 (most
+    targets get two of the three alternatives across 6 samples)."""
     mean, k = sampled_demo, sampled_demo["num_alternatives"]
     assert k == 3 and len(mean["per_scene"]) == mean["scenes"]
     for row in mean["per_scene"]:
@@ -59,7 +60,7 @@ def test_samples_commit_to_different_alternatives(sampled_demo) -> None:
         assert len(chosen) == 2 * mean["num_samples"] and set(chosen) <= set(range(k))
         assert 1 / k <= row["mode_coverage"] <= 1
     assert mean["mode_coverage"] >= 0.5, mean
-    assert mean["mode_error_sampled"] < 0.8 * mean["mode_error_deterministic"], mean
+    assert mean["mode_error_sampled"] < 0.75 * mean["mode_error_deterministic"], mean
 
 
 def test_bundled_model_and_denoiser_fit_the_budget_with_4x4_patches() -> None:

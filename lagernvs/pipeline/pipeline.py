@@ -26,6 +26,7 @@ moves each component to the accelerator when it runs (``model_cpu_offload_seq``)
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -339,7 +340,11 @@ class LagerNVSPipeline(DiffusionPipeline):
             unconditional = self.denoiser.prepare_scene(tokens, drop_scene=True)
         rays = rays.to(self.denoiser.dtype).repeat(count, 1, 1, 1)[None]  # (1, S*T, 6, H, W)
 
-        # 4. Denoising: predict x0 (conditional and unconditional), combine, step.
+        # 4. Denoising: predict x0 (conditional and unconditional), combine, step (the
+        # generator goes to schedulers whose step draws noise, diffusers' extra_step_kwargs rule).
+        step_kwargs = {}
+        if "generator" in inspect.signature(scheduler.step).parameters:
+            step_kwargs["generator"] = generator
         callback, callback_inputs = options.callback_on_step_end, callback_tensor_inputs(options)
         for step_index, timestep in enumerate(self.progress_bar(timesteps)):
             model_input = latents
@@ -352,7 +357,7 @@ class LagerNVSPipeline(DiffusionPipeline):
                 )
                 x0 = x0_null + options.guidance_scale * (x0 - x0_null)
             output = x0_to_model_output(scheduler, x0, model_input, timestep)
-            latents = scheduler.step(output, timestep, latents, generator=generator).prev_sample
+            latents = scheduler.step(output, timestep, latents, **step_kwargs).prev_sample
             if callback is not None:
                 state = {"latents": latents}
                 kwargs = {name: state[name] for name in callback_inputs}
