@@ -41,7 +41,7 @@ from lagernvs.demo import (
     DEMO_MODEL_DIR,
     SAMPLED_CONTEXT,
     SAMPLED_SEEDS,
-    SAMPLED_STEPS,
+    SAMPLED_TIMESTEPS,
     demo_pipeline,
     run_sampled_demo,
 )
@@ -75,7 +75,7 @@ def video_flicker(pipe: LagerNVSPipeline) -> dict[str, float]:
             encoded,
             walk,
             mode="sampled",
-            num_inference_steps=SAMPLED_STEPS,
+            timesteps=SAMPLED_TIMESTEPS,
             same_noise=same_noise,
             generator=torch.Generator().manual_seed(FLICKER_SEED),
         ).images

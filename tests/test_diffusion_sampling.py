@@ -13,6 +13,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    LCMScheduler,
     UniPCMultistepScheduler,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback, SDCFGCutoffCallback
@@ -121,6 +122,7 @@ SCHEDULERS = {
     "dpm++-v": (DPMSolverMultistepScheduler, {"prediction_type": "v_prediction"}),
     "unipc": (UniPCMultistepScheduler, {}),  # its step takes no generator
     "euler-ancestral": (EulerAncestralDiscreteScheduler, {"prediction_type": "epsilon"}),
+    "lcm": (LCMScheduler, {}),  # the bundled demo's: x0, then fresh noise to the next step
 }
 
 
@@ -266,6 +268,51 @@ def test_callback_on_step_end_sees_and_replaces_the_latents(pipe) -> None:
     torch.testing.assert_close(images, torch.full_like(images, 0.5))  # latent 0 -> grey
     untouched = sample(pipe, num_images_per_prompt=2, callback_on_step_end=lambda *a: None)
     torch.testing.assert_close(untouched, sample(pipe, num_images_per_prompt=2))
+
+
+def record_timesteps(pipe, **options) -> tuple[list[int], torch.Tensor]:
+    """The timesteps a sampled render goes through, and its samples."""
+    seen: list[int] = []
+
+    def callback(pipeline, step_index, timestep, callback_kwargs):
+        seen.append(int(timestep))
+        return callback_kwargs
+
+    return seen, sample(pipe, callback_on_step_end=callback, **options)
+
+
+@pytest.mark.parametrize("cls", [DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler])
+def test_custom_timesteps_replace_num_inference_steps(cls, scheduler) -> None:
+    """``timesteps`` (diffusers' convention): the sampler goes through exactly those, the
+    noisiest first; its own schedule given as a list samples what num_inference_steps does."""
+    swapped = make_pipe(make_denoiser(), cls.from_config(scheduler.config))
+    custom = [999, 980, 900, 700]
+    seen, images = record_timesteps(swapped, seed=3, timesteps=custom)
+    assert seen == custom and torch.isfinite(images).all()
+    schedule = cls.from_config(scheduler.config)
+    schedule.set_timesteps(STEPS)
+    default = [int(t) for t in schedule.timesteps]
+    seen, own = record_timesteps(swapped, seed=3, timesteps=default, num_inference_steps=1)
+    assert seen == default
+    torch.testing.assert_close(own, sample(swapped, seed=3))
+    seen, _ = record_timesteps(swapped, timesteps=custom, strength=0.5)  # the img2img rule
+    assert seen == custom[2:]
+
+
+def test_bad_custom_timesteps_raise_clear_errors(pipe) -> None:
+    cases = [
+        ([500, 900], "decreasing integers in \\[0, 999\\]"),
+        ([1000, 10], "decreasing integers"),
+        ([], "non-empty list"),
+        ([900.5, 10], "decreasing integers"),
+        ("999", "decreasing integers"),
+    ]
+    for timesteps, message in cases:
+        with pytest.raises(ValueError, match=message):
+            sample(pipe, timesteps=timesteps)
+    ddim = make_pipe(pipe.denoiser, DDIMScheduler.from_config(pipe.scheduler.config))
+    with pytest.raises(ValueError, match="DDIMScheduler takes no custom timesteps"):
+        sample(ddim, timesteps=[999, 500])
 
 
 class ZeroLastLatents(PipelineCallback):

@@ -3,10 +3,10 @@
 On scenes of the synthetic "modes" family, where it is known which target pixels the source
 views see and what every plausible completion of the rest is, samples of extrapolated views must
 vary more in unseen pixels than in seen ones, commit to different alternatives there, and stay
-close to the ground truth in seen pixels. Of the sampled demo's goals the bundled denoiser meets
-spread >= 2x, coverage >= 0.5 and seen PSNR within 1.5 dB; mode error <= 0.6x deterministic is
-not reached yet (0.71x; README, "The sampled demo"), and the tests hold it to the bars it meets
-and to 0.75x.
+close to the ground truth in seen pixels. The bundled denoiser meets all four goals of the
+sampled demo (README, "The sampled demo"): mode error <= 0.6x deterministic, spread >= 2x,
+coverage >= 0.5, seen PSNR within 1.5 dB; where it meets them with room, the tests hold it to
+tighter bars below its measured values.
 Runs the sampled part of the demo (``lagernvs demo --mode sampled``) on the bundled demo model
 (frozen encoder) and the demo denoiser fine-tuned from it (``lagernvs/assets/demo_denoiser``, see
 its ``training.json``).
@@ -42,25 +42,25 @@ def sampled_demo(tmp_path_factory) -> dict:
 
 
 def test_samples_vary_in_unseen_pixels_and_match_the_truth_in_seen_ones(sampled_demo) -> None:
-    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.034 in seen vs
-    0.101 in unseen pixels (2.94x); seen-pixel PSNR 21.27 dB sampled vs 22.66 deterministic."""
+    """Measured on the modes family (``lagernvs demo --mode sampled``): spread 0.026 in seen vs
+    0.133 in unseen pixels (5.0x); seen-pixel PSNR 22.20 dB sampled vs 22.66 deterministic."""
     mean = sampled_demo
     assert mean["unseen_fraction"] > 0.1, mean  # the targets do reach unseen surfaces
-    assert mean["spread_unseen"] >= 2 * mean["spread_seen"], mean
-    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 1.5, mean
+    assert mean["spread_unseen"] >= 4 * mean["spread_seen"], mean
+    assert mean["psnr_seen"] > mean["psnr_seen_deterministic"] - 1.0, mean
 
 
 def test_samples_commit_to_different_alternatives(sampled_demo) -> None:
-    """Measured: mode error 0.095 sampled vs 0.134 deterministic (0.71x), coverage 0.71 (most
-    targets get two of the three alternatives across 6 samples)."""
+    """Measured: mode error 0.077 sampled vs 0.134 deterministic (0.58x), coverage 0.88 (most
+    targets get all three alternatives across 6 samples)."""
     mean, k = sampled_demo, sampled_demo["num_alternatives"]
     assert k == 3 and len(mean["per_scene"]) == mean["scenes"]
     for row in mean["per_scene"]:
         chosen = [c for target in row["chosen_alternatives"] for c in target]
         assert len(chosen) == 2 * mean["num_samples"] and set(chosen) <= set(range(k))
         assert 1 / k <= row["mode_coverage"] <= 1
-    assert mean["mode_coverage"] >= 0.5, mean
-    assert mean["mode_error_sampled"] < 0.75 * mean["mode_error_deterministic"], mean
+    assert mean["mode_coverage"] >= 0.75, mean
+    assert mean["mode_error_sampled"] <= 0.6 * mean["mode_error_deterministic"], mean
 
 
 def test_bundled_model_and_denoiser_fit_the_budget_with_4x4_patches() -> None:
@@ -72,3 +72,14 @@ def test_bundled_model_and_denoiser_fit_the_budget_with_4x4_patches() -> None:
     assert model["image_size"] == [64, 64]
     files = [p for folder in (DEMO_MODEL_DIR, DEMO_DENOISER_DIR) for p in folder.rglob("*")]
     assert sum(p.stat().st_size for p in files if p.is_file()) <= 30 * 10**6
+
+
+def test_demo_pipeline_samples_with_the_bundled_schedule_as_lcm() -> None:
+    """The demo's sampler: the bundled noise schedule (as trained) in an LCMScheduler, given
+    only the settings LCM takes, so copies and saved configs carry no foreign keys."""
+    pipe = demo_pipeline(with_denoiser=True)
+    saved = json.loads((DEMO_DENOISER_DIR / "scheduler" / "scheduler_config.json").read_text())
+    assert type(pipe.scheduler).__name__ == "LCMScheduler"
+    assert "variance_type" in saved and "variance_type" not in pipe.scheduler.config
+    for key in ("num_train_timesteps", "beta_schedule", "prediction_type", "clip_sample"):
+        assert pipe.scheduler.config[key] == saved[key], key

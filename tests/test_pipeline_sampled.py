@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, LCMScheduler
 from safetensors.torch import load_file
 
 from lagernvs import Cameras, LagerNVSModel, LagerNVSPipeline
@@ -113,7 +113,10 @@ def test_sampled_demo_reports_spread_in_seen_and_unseen_pixels(
 ) -> None:
     from lagernvs.demo import SAMPLED_SEEDS, run_sampled_demo
 
-    summary = run_sampled_demo(pipe, tmp_path)
+    # The demo's sampler: custom timesteps through the bundled denoiser's LCMScheduler.
+    lcm = LCMScheduler.from_config(pipe.scheduler.config)
+    demo_like = LagerNVSPipeline(model=pipe.model, denoiser=pipe.denoiser, scheduler=lcm)
+    summary = run_sampled_demo(demo_like, tmp_path)
     for key in ("spread_seen", "spread_unseen", "psnr_seen", "psnr_seen_deterministic"):
         assert torch.isfinite(torch.tensor(summary[key])), key
     assert summary["spread_unseen"] > 0 and summary["spread_seen"] > 0

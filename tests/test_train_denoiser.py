@@ -131,7 +131,9 @@ def test_encoder_is_frozen_and_scene_tokens_carry_no_gradient() -> None:
         torch.testing.assert_close(compute(denoiser, synthetic_batch())["total"], first)
 
 
-@pytest.mark.parametrize("name", ["denoiser_tiny", "denoiser_demo", "denoiser_re10k"])
+@pytest.mark.parametrize(
+    "name", ["denoiser_tiny", "denoiser_demo", "denoiser_demo_finetune", "denoiser_re10k"]
+)
 def test_shipped_configs_load(name: str) -> None:
     config = load_denoiser_config(CONFIGS / f"{name}.yaml")
     assert config.objective.prediction_type == "sample"
@@ -153,6 +155,63 @@ def test_shipped_configs_load(name: str) -> None:
 def test_bad_config_values_name_the_key(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_denoiser_config(CONFIGS / "denoiser_tiny.yaml", [override])
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "flow"])
+def test_timestep_sampling_follows_its_density(prediction_type: str) -> None:
+    """uniform over the training steps, or diffusers' logit-normal density over the noise level
+    (mean 1: most draws noisy, a few clean); the same generator, the same draws."""
+
+    def draws(**options) -> torch.Tensor:
+        config = ObjectiveConfig(prediction_type=prediction_type, **options)
+        loss = DiffusionLoss(config)
+        generator = torch.Generator().manual_seed(0)
+        timesteps = loss.sample_timesteps((64, 64), torch.device("cpu"), generator)
+        assert timesteps.shape == (64, 64)
+        noise = noise_scales(loss.scheduler, timesteps)[1]  # sigma: the noise level
+        return noise.flatten()
+
+    uniform, skewed = draws(), draws(timestep_sampling="logit_normal", logit_mean=1.0)
+    assert 0.45 < (uniform > uniform.median()).float().mean() <= 0.55
+    # Uniform: a quarter of the draws in the noisiest quarter of the steps; logit-normal with
+    # mean 1: P(sigmoid(N(1, 1)) > 0.75) = 0.43.
+    quarter = uniform.quantile(0.75)
+    assert 0.2 < (uniform > quarter).float().mean() < 0.3
+    assert 0.38 < (skewed > quarter).float().mean() < 0.48
+    torch.testing.assert_close(draws(timestep_sampling="logit_normal", logit_mean=1.0), skewed)
+
+
+def test_fine_tuning_continues_a_saved_denoiser(tmp_path: Path) -> None:
+    """``denoiser.checkpoint``: the run starts from a saved denoiser, which must fit the
+    model's renderer and the objective; a missing folder fails before the run."""
+    from lagernvs.training.train_denoiser import build_denoiser, run_denoiser_training
+
+    model = tiny_model()
+    saved = DenoisingRenderer.from_renderer(model, timestep_channels=16)
+    torch.nn.init.normal_(saved.noisy_embedder.proj.weight)
+    saved.save_pretrained(tmp_path / "denoiser")
+    config = load_denoiser_config(
+        CONFIGS / "denoiser_tiny.yaml", [f"denoiser.checkpoint={tmp_path / 'denoiser'}"]
+    )
+    started = build_denoiser(config, model)
+    assert started.training and started.config.timestep_channels == 16
+    for name, value in saved.state_dict().items():
+        torch.testing.assert_close(started.state_dict()[name], value, rtol=0, atol=0)
+    epsilon = load_denoiser_config(
+        CONFIGS / "denoiser_tiny.yaml",
+        [f"denoiser.checkpoint={tmp_path / 'denoiser'}", "objective.prediction_type=epsilon"],
+    )
+    with pytest.raises(ValueError, match="denoiser.checkpoint.*predicting 'sample'"):
+        build_denoiser(epsilon, model)
+    wider = LagerNVSModel.from_preset("tiny", attention_type="cross_attention", renderer_width=64)
+    with pytest.raises(ValueError, match="fine-tune a denoiser of this model"):
+        build_denoiser(config, wider)
+    missing = load_denoiser_config(
+        CONFIGS / "denoiser_tiny.yaml", [f"denoiser.checkpoint={tmp_path / 'nothing'}"]
+    )
+    with pytest.raises(FileNotFoundError, match="config key 'denoiser.checkpoint'"):
+        run_denoiser_training(missing, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_loss_falls_on_a_tiny_cpu_run(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ per-timestep weights live with the training code (:mod:`lagernvs.training.diffus
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -132,13 +133,19 @@ def sampling_timesteps(
     num_inference_steps: int,
     strength: float,
     device: torch.device | str | None = None,
+    timesteps: Sequence[int] | None = None,
 ) -> Tensor:
-    """Set ``scheduler``'s timesteps; return the ones a run of ``strength`` goes through.
+    """Set ``scheduler``'s timesteps (``num_inference_steps`` of them, or the custom
+    ``timesteps``); return the ones a run of ``strength`` goes through.
 
-    diffusers' img2img rule: the last ``int(num_inference_steps * strength)`` steps (none when
-    that is 0); below strength 1 the scheduler is told where it begins.
+    diffusers' img2img rule: the last ``int(steps * strength)`` steps (none when that is 0);
+    below strength 1 the scheduler is told where it begins.
     """
-    scheduler.set_timesteps(num_inference_steps, device=device)
+    if timesteps is None:
+        scheduler.set_timesteps(num_inference_steps, device=device)
+    else:
+        scheduler.set_timesteps(timesteps=list(timesteps), device=device)
+        num_inference_steps = len(timesteps)
     kept = min(int(num_inference_steps * strength), num_inference_steps)
     start = (num_inference_steps - kept) * scheduler.order
     if strength < 1 and hasattr(scheduler, "set_begin_index"):

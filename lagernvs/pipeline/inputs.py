@@ -10,6 +10,8 @@ against the images (count, sizes, the degenerate-camera rule of
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -67,6 +69,7 @@ class RenderOptions:
     generator: Generator = None
     output_type: OutputType = "pt"
     num_inference_steps: int = 50
+    timesteps: Sequence[int] | None = None
     guidance_scale: float = 1.0
     guidance_start: float = 0.0
     guidance_end: float = 1.0
@@ -237,12 +240,35 @@ def _check_callback(options: RenderOptions) -> None:
         )
 
 
+def _check_timesteps(timesteps: Any, scheduler: SchedulerMixin) -> None:
+    """Custom timesteps: a scheduler that takes them, integers from the noisiest down."""
+    name = type(scheduler).__name__
+    if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
+        raise ValueError(
+            f"{name} takes no custom timesteps; pass num_inference_steps instead, or use a "
+            "scheduler that does (DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler)"
+        )
+    steps = scheduler.config.num_train_timesteps
+    values = list(timesteps) if isinstance(timesteps, Sequence) else None
+    if (
+        not values
+        or not all(_is_int(t) and 0 <= t < steps for t in values)
+        or any(a <= b for a, b in itertools.pairwise(values))
+    ):
+        raise ValueError(
+            f"timesteps must be a non-empty list of decreasing integers in [0, {steps - 1}] "
+            f"(the noisiest first), got {timesteps!r}"
+        )
+
+
 def _check_sampling(options: RenderOptions, denoiser: Any, scheduler: Any) -> None:
     _check_components(denoiser, scheduler)
     if not _is_int(options.num_inference_steps) or options.num_inference_steps < 1:
         raise ValueError(
             f"num_inference_steps must be an int >= 1, got {options.num_inference_steps!r}"
         )
+    if options.timesteps is not None:
+        _check_timesteps(options.timesteps, scheduler)
     if not _is_real(options.guidance_scale) or options.guidance_scale < 0:
         raise ValueError(
             "guidance_scale must be a finite number >= 0 (1 = no guidance), got "

@@ -25,6 +25,7 @@ Every refusal is a one-line ValueError or FileNotFoundError.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
     from lagernvs.pipeline.pipeline import LagerNVSPipeline
 
 __all__ = [
@@ -121,7 +124,7 @@ def demo_pipeline(
         pipe = LagerNVSPipeline.from_pretrained(DEMO_MODEL_DIR, local_files_only=True)
     has_denoiser = (DEMO_DENOISER_DIR / "denoiser" / "config.json").is_file()
     if with_denoiser or (with_denoiser is None and has_denoiser):
-        from diffusers import DDIMScheduler
+        from diffusers import LCMScheduler
 
         from lagernvs.diffusion import DenoisingRenderer
 
@@ -132,10 +135,18 @@ def demo_pipeline(
             )
         pipe.register_modules(
             denoiser=DenoisingRenderer.from_pretrained(DEMO_DENOISER_DIR, subfolder="denoiser"),
-            scheduler=DDIMScheduler.from_pretrained(DEMO_DENOISER_DIR, subfolder="scheduler"),
+            scheduler=_demo_sampler(LCMScheduler),
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(target)
+
+
+def _demo_sampler(cls: type[SchedulerMixin]) -> SchedulerMixin:
+    """The bundled denoiser's noise schedule (a DDPMScheduler config) as a `cls` scheduler,
+    given only the settings `cls` takes (so that copies and saved configs carry no others)."""
+    config = cls.load_config(DEMO_DENOISER_DIR, subfolder="scheduler")
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls.from_config({key: value for key, value in config.items() if key in accepted})
 
 
 def _model_class(config_file: Path) -> str | None:

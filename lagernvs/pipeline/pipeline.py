@@ -26,6 +26,7 @@ moves each component to the accelerator when it runs (``model_cpu_offload_seq``)
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from collections.abc import Sequence
@@ -213,6 +214,7 @@ class LagerNVSPipeline(DiffusionPipeline):
         output_type: OutputType = "pt",
         return_dict: bool = True,
         num_inference_steps: int = 50,
+        timesteps: Sequence[int] | None = None,
         guidance_scale: float = 1.0,
         guidance_start: float = 0.0,
         guidance_end: float = 1.0,
@@ -240,6 +242,9 @@ class LagerNVSPipeline(DiffusionPipeline):
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
             return_dict: return a :class:`LagerNVSPipelineOutput` (else a tuple).
             num_inference_steps: scheduler steps of ``mode="sampled"`` (for strength 1).
+            timesteps: custom timesteps of ``mode="sampled"``, from the noisiest down (for
+                schedulers whose ``set_timesteps`` takes them: DDPM, DPM-Solver++, LCM, TCD);
+                they replace ``num_inference_steps`` (diffusers' convention).
             guidance_scale: classifier-free guidance of ``mode="sampled"`` (1 = none, 0 = the
                 unconditional branch only).
             guidance_start, guidance_end: the span of the sampling, as fractions of its steps
@@ -250,7 +255,9 @@ class LagerNVSPipeline(DiffusionPipeline):
             num_images_per_prompt: samples per target view (default 1); the output holds each
                 target's samples consecutively (T * num_images_per_prompt images), the encoder
                 having run once for all of them.
-            same_noise: give every target view the same initial noise (consistent videos).
+            same_noise: give every target view the same initial noise (consistent videos
+                with a deterministic scheduler, DDIM or DPM-Solver++; those that draw noise
+                at every step, DDPM or LCM, draw it per view).
             callback_on_step_end: called after each sampling step as ``callback(pipe,
                 step_index, timestep, callback_kwargs)`` (diffusers' convention, also a
                 ``PipelineCallback``); ``callback_kwargs`` holds the tensors named in
@@ -311,10 +318,12 @@ class LagerNVSPipeline(DiffusionPipeline):
         targets, _, height, width = rays.shape
         shape = (count, targets, 3, height, width)
 
-        # 1. Timesteps: a copy of the scheduler is stepped; strength < 1 keeps the last steps
-        # (diffusers' img2img rule).
-        scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        timesteps = sampling_timesteps(scheduler, options.num_inference_steps, strength, device)
+        # 1. Timesteps: a copy of the scheduler is stepped (concurrent renders, as the viewer's,
+        # keep their own state); strength < 1 keeps the last steps (diffusers' img2img rule).
+        scheduler = copy.deepcopy(self.scheduler)
+        timesteps = sampling_timesteps(
+            scheduler, options.num_inference_steps, strength, device, options.timesteps
+        )
         deterministic = None
         if strength < 1:
             deterministic = self._render_deterministic(scene, rays, options.chunk_size)
@@ -400,6 +409,7 @@ class LagerNVSPipeline(DiffusionPipeline):
         output_type: OutputType = "pil",
         return_dict: bool = True,
         num_inference_steps: int = 50,
+        timesteps: Sequence[int] | None = None,
         guidance_scale: float = 1.0,
         guidance_start: float = 0.0,
         guidance_end: float = 1.0,

@@ -14,10 +14,12 @@ the sample spread and 1.5 dB lower PSNR in seen pixels than uniform weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from diffusers.training_utils import compute_density_for_timestep_sampling
 from torch import Tensor, nn
 
 from lagernvs.config import join_key, require
@@ -30,9 +32,16 @@ from lagernvs.diffusion.objective import (
 )
 from lagernvs.perceptual import VGGPerceptualLoss
 
-__all__ = ["LOSS_WEIGHTINGS", "DiffusionLoss", "ObjectiveConfig", "loss_weights"]
+__all__ = [
+    "LOSS_WEIGHTINGS",
+    "TIMESTEP_SAMPLINGS",
+    "DiffusionLoss",
+    "ObjectiveConfig",
+    "loss_weights",
+]
 
 LOSS_WEIGHTINGS = ("min_snr", "none")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal", "mode")
 
 
 @dataclass
@@ -45,9 +54,24 @@ class ObjectiveConfig(NoiseSchedule):
     perceptual_weight: float = 0.0  # VGG-19 perceptual loss on the predicted clean image
     perceptual_random_features: bool = False  # random VGG weights (tests only)
     cond_drop_prob: float = 0.1  # scene replaced by the null scene (classifier-free guidance)
+    # Training timestep density, diffusers' compute_density_for_timestep_sampling (its
+    # `weighting_scheme`): uniform, or logit-normal / mode densities over the noise level u in
+    # (0, 1) (u -> 1: pure noise), e.g. logit_mean > 0 to train the high-noise steps more.
+    timestep_sampling: Literal["uniform", "logit_normal", "mode"] = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    mode_scale: float = 1.29
 
     def validate(self, prefix: str = "objective") -> None:
         super().validate(prefix)
+        require(
+            self.timestep_sampling in TIMESTEP_SAMPLINGS,
+            join_key(prefix, "timestep_sampling"),
+            f"must be one of {TIMESTEP_SAMPLINGS}, got {self.timestep_sampling!r}",
+        )
+        require(
+            self.logit_std > 0, join_key(prefix, "logit_std"), f"must be > 0, got {self.logit_std}"
+        )
         require(
             self.min_snr_gamma > 0,
             join_key(prefix, "min_snr_gamma"),
@@ -112,12 +136,26 @@ class DiffusionLoss(nn.Module):
     def sample_timesteps(
         self, shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None
     ) -> Tensor:
-        """Training timesteps, uniform over the schedule's training steps."""
-        steps = self.config.num_train_timesteps
-        index = torch.randint(0, steps, shape, device=device, generator=generator)
-        if is_flow_scheduler(self.scheduler):
-            return self.scheduler.timesteps.to(device)[index]
-        return index
+        """Training timesteps drawn by ``timestep_sampling`` over the schedule's training steps
+        (diffusers' density of a noise level u in (0, 1), u -> 1 the noisiest step)."""
+        config = self.config
+        steps = config.num_train_timesteps
+        if config.timestep_sampling == "uniform":
+            level = torch.randint(0, steps, shape, device=device, generator=generator)
+        else:
+            u = compute_density_for_timestep_sampling(
+                config.timestep_sampling,
+                math.prod(shape),
+                logit_mean=config.logit_mean,
+                logit_std=config.logit_std,
+                mode_scale=config.mode_scale,
+                device=device,
+                generator=generator,
+            )
+            level = (u * steps).long().clamp(0, steps - 1).view(shape)
+        if is_flow_scheduler(self.scheduler):  # its timesteps run from the noisiest down
+            return self.scheduler.timesteps.to(device)[steps - 1 - level]
+        return level
 
     def forward(
         self,

@@ -30,8 +30,9 @@ from torch import Tensor, nn
 
 from lagernvs.config import join_key, load_config, require, run_command
 from lagernvs.data.config import DataConfig
-from lagernvs.diffusion.denoiser import DenoisingRenderer
+from lagernvs.diffusion.denoiser import DenoisingRenderer, renderer_config
 from lagernvs.io import atomic_folder
+from lagernvs.models.checkpoints import load_pretrained_model
 from lagernvs.runlock import run_lock
 from lagernvs.training.command import TRAIN_DENOISER
 from lagernvs.training.config import LoopConfig, ModelConfig, OptimConfig, check_schedule
@@ -53,9 +54,12 @@ VAL_SEED = 20_260_101  # validation draws (timesteps, noise) are the same at eve
 
 @dataclass
 class DenoiserOptions:
-    """New parameters of the denoiser (the rest is read from the deterministic renderer)."""
+    """Where the denoiser starts: the deterministic renderer plus new parameters (their
+    options here), or, with ``checkpoint``, a saved denoiser to fine-tune further (the
+    ``denoiser/`` folder of a pipeline; its own config then holds the options)."""
 
     timestep_channels: int = 256
+    checkpoint: str | None = None
 
     def validate(self, prefix: str) -> None:
         require(
@@ -131,6 +135,28 @@ def build_frozen_model(config: ModelConfig) -> nn.Module:
     return build_model(config).requires_grad_(False).eval()
 
 
+def build_denoiser(config: DenoiserTrainConfig, model: nn.Module) -> DenoisingRenderer:
+    """The denoiser a run starts from: a copy of ``model``'s renderer with new parameters, or
+    the saved denoiser of ``denoiser.checkpoint``, which must fit the model's renderer and
+    predict what ``objective.prediction_type`` asks for."""
+    options, objective = config.denoiser, config.objective.prediction_type
+    if options.checkpoint is None:
+        return DenoisingRenderer.from_renderer(
+            model, timestep_channels=options.timestep_channels, objective=objective
+        )
+    denoiser = load_pretrained_model(options.checkpoint, DenoisingRenderer)
+    expected = renderer_config(model.renderer)
+    found = {key: denoiser.config[key] for key in expected}
+    if found != expected or denoiser.config.objective != objective:
+        raise ValueError(
+            f"config key 'denoiser.checkpoint': {options.checkpoint} is a denoiser of renderer "
+            f"{found} predicting {denoiser.config.objective!r}, but model.checkpoint has renderer "
+            f"{expected} and objective.prediction_type is {objective!r}; fine-tune a denoiser "
+            "of this model with the objective it was trained with"
+        )
+    return denoiser.train()
+
+
 def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -> TrainState:
     """Fine-tune (or resume) into ``output_dir``; returns the final TrainState.
 
@@ -140,17 +166,19 @@ def run_denoiser_training(config: DenoiserTrainConfig, output_dir: str | Path) -
     """
     output_dir = Path(output_dir)
     check_run_inputs(config)
+    start = config.denoiser.checkpoint
+    if start is not None and not (Path(start) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"config key 'denoiser.checkpoint': {start} is no saved denoiser folder (no "
+            "config.json); give the denoiser/ folder of a pipeline, e.g. RUN/pipeline/denoiser"
+        )
     with run_lock(output_dir, TRAIN_DENOISER.prog):
         if (done := finished_before(output_dir, "pipeline", config.loop.max_steps)) is not None:
             return done
         accelerator = start_accelerator(config, output_dir)
         model = build_frozen_model(config.model).to(accelerator.device)
         data = prepare_data(config, output_dir, accelerator)
-        denoiser = DenoisingRenderer.from_renderer(
-            model,
-            timestep_channels=config.denoiser.timestep_channels,
-            objective=config.objective.prediction_type,
-        )
+        denoiser = build_denoiser(config, model)
         objective = DiffusionLoss(config.objective).to(accelerator.device)
         compute_loss = DenoiserBatchLoss(model, objective)
         trainer = build_trainer(config, output_dir, accelerator, data, denoiser, compute_loss)
