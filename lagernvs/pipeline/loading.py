@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+    from diffusers import LCMScheduler
 
     from lagernvs.pipeline.pipeline import LagerNVSPipeline
 
@@ -124,8 +124,6 @@ def demo_pipeline(
         pipe = LagerNVSPipeline.from_pretrained(DEMO_MODEL_DIR, local_files_only=True)
     has_denoiser = (DEMO_DENOISER_DIR / "denoiser" / "config.json").is_file()
     if with_denoiser or (with_denoiser is None and has_denoiser):
-        from diffusers import LCMScheduler
-
         from lagernvs.diffusion import DenoisingRenderer
 
         if not has_denoiser:
@@ -135,18 +133,20 @@ def demo_pipeline(
             )
         pipe.register_modules(
             denoiser=DenoisingRenderer.from_pretrained(DEMO_DENOISER_DIR, subfolder="denoiser"),
-            scheduler=_demo_sampler(LCMScheduler),
+            scheduler=_demo_sampler(),
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(target)
 
 
-def _demo_sampler(cls: type[SchedulerMixin]) -> SchedulerMixin:
-    """The bundled denoiser's noise schedule (a DDPMScheduler config) as a `cls` scheduler,
-    given only the settings `cls` takes (so that copies and saved configs carry no others)."""
-    config = cls.load_config(DEMO_DENOISER_DIR, subfolder="scheduler")
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls.from_config({key: value for key, value in config.items() if key in accepted})
+def _demo_sampler() -> LCMScheduler:
+    """The demo's sampler: the bundled denoiser's noise schedule (a DDPMScheduler config) as an
+    LCMScheduler, given only the settings LCM takes (so saved configs carry no others)."""
+    from diffusers import LCMScheduler
+
+    config = LCMScheduler.load_config(DEMO_DENOISER_DIR, subfolder="scheduler")
+    accepted = inspect.signature(LCMScheduler.__init__).parameters
+    return LCMScheduler.from_config({key: v for key, v in config.items() if key in accepted})
 
 
 def _model_class(config_file: Path) -> str | None:

@@ -140,8 +140,9 @@ class DiffusionLoss(nn.Module):
         (diffusers' density of a noise level u in (0, 1), u -> 1 the noisiest step)."""
         config = self.config
         steps = config.num_train_timesteps
-        if config.timestep_sampling == "uniform":
-            level = torch.randint(0, steps, shape, device=device, generator=generator)
+        flow = is_flow_scheduler(self.scheduler)
+        if config.timestep_sampling == "uniform":  # flow indexes its timesteps, VP is t itself
+            index = torch.randint(0, steps, shape, device=device, generator=generator)
         else:
             u = compute_density_for_timestep_sampling(
                 config.timestep_sampling,
@@ -152,10 +153,10 @@ class DiffusionLoss(nn.Module):
                 device=device,
                 generator=generator,
             )
-            level = (u * steps).long().clamp(0, steps - 1).view(shape)
-        if is_flow_scheduler(self.scheduler):  # its timesteps run from the noisiest down
-            return self.scheduler.timesteps.to(device)[steps - 1 - level]
-        return level
+            index = (u * steps).long().clamp(0, steps - 1).view(shape)
+            if flow:  # its timesteps run from the noisiest down
+                index = steps - 1 - index
+        return self.scheduler.timesteps.to(device)[index] if flow else index
 
     def forward(
         self,
